@@ -1,0 +1,117 @@
+"""Generation: a prompt in, complete pieces of text out, one token at a time.
+
+`Session` is the resumable form the web worker drives in small batches (so a Stop message
+can land between two tokens); `generate` is the plain Python generator built on it.
+
+Because Mamba's state has a fixed size, the state right after the prompt is kept: starting
+again with the same prompt (Regenerate) restores it instead of running the prompt again.
+"""
+
+import time
+
+import numpy as np
+
+from .detokenizer import StreamingDetokenizer
+from .errors import InputError
+from .sampling import Sampler, SamplingParams
+
+MAX_PROMPT_TOKENS = 65536  # ~250k characters: beyond it, prefill time is the user's real problem
+PREFILL_BLOCK = 256  # prompt tokens run through all layers at once: bounds prefill memory
+
+
+class Session:
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.n_prompt = 0
+        self.n_generated = 0
+        self.max_new_tokens = 0
+        self.done = True
+        self.prompt_state_reused = False
+        self.prefill_seconds = 0.0
+        self._prompt = None
+        self._prompt_ids = []
+        self._after_prompt = None  # (state, logits) right after the prompt, for Regenerate
+
+    def start(self, prompt, max_new_tokens=200, **sampling):
+        """Run the prompt (or restore its saved state) and get ready to generate.
+
+        `sampling` holds SamplingParams fields. Returns the number of prompt tokens.
+        """
+        params = SamplingParams(**sampling)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if not prompt:
+            raise InputError("the prompt is empty: type some text to continue")
+        began = time.perf_counter()
+        self.prompt_state_reused = prompt == self._prompt
+        if not self.prompt_state_reused:
+            ids = self.tokenizer.encode(prompt)
+            if len(ids) > MAX_PROMPT_TOKENS:
+                raise InputError(f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}")
+            self._prompt, self._after_prompt = None, None  # a failure below must not leave a stale pair
+            state = self.model.new_state()
+            logits = self._prefill(ids, state)
+            self._prompt, self._prompt_ids, self._after_prompt = prompt, ids, (state, logits)
+            self.n_prompt = len(ids)
+        self.prefill_seconds = time.perf_counter() - began
+        state, logits = self._after_prompt
+        self._state, self._logits = state.copy(), logits
+        self._seen = set(self._prompt_ids)
+        self._sampler = Sampler(params)
+        self._detok = StreamingDetokenizer(self.tokenizer)
+        self.n_generated, self.max_new_tokens, self.done = 0, max_new_tokens, False
+        return self.n_prompt
+
+    def advance(self, n_tokens=1):
+        """Generate up to n_tokens more; returns the new text (possibly empty)."""
+        pieces = []
+        for _ in range(n_tokens):
+            if self.done:
+                break
+            token = self._sampler(self._logits, self._seen)
+            self.n_generated += 1
+            if token == self.tokenizer.eos_token_id:
+                self.done = True
+                break
+            pieces.append(self._detok.push(token))
+            self._seen.add(token)
+            self._logits = self._mask_padding(self.model.step(token, self._state))
+            self.done = self.n_generated >= self.max_new_tokens
+        if self.done:
+            pieces.append(self._detok.flush())
+        return "".join(pieces)
+
+    def extend(self, more_tokens):
+        """Continue a stopped or finished generation for up to `more_tokens` more tokens."""
+        if self._after_prompt is None:
+            raise InputError("nothing to continue: generate first")
+        self.max_new_tokens = self.n_generated + more_tokens
+        self.done = False
+
+    @property
+    def state_nbytes(self):
+        return self.model.state_nbytes
+
+    def _prefill(self, ids, state):
+        for start in range(0, len(ids), PREFILL_BLOCK):
+            logits = self.model.prefill(ids[start : start + PREFILL_BLOCK], state)
+        return self._mask_padding(logits)
+
+    def _mask_padding(self, logits):
+        """Rows past the tokenizer's vocabulary (padding to a multiple of 8) are never sampled."""
+        n = self.tokenizer.vocab_size
+        if n < logits.shape[0]:
+            logits = logits.copy()
+            logits[n:] = -np.inf
+        return logits
+
+
+def generate(model, tokenizer, prompt, max_new_tokens=200, **sampling):
+    """Yield the continuation of `prompt` as complete pieces of text."""
+    session = Session(model, tokenizer)
+    session.start(prompt, max_new_tokens, **sampling)
+    while not session.done:
+        piece = session.advance(1)
+        if piece:
+            yield piece
