@@ -44,21 +44,27 @@ class Sampler:
 
     def __call__(self, logits, seen_ids=()):
         """The next token id from logits (v,); `seen_ids` are the ids the penalty applies to."""
+        if self.params.temperature == 0:
+            return int(np.argmax(self._penalized(logits, seen_ids)))
+        cumulative = np.cumsum(self.distribution(logits, seen_ids), dtype=np.float64)  # (v,)
+        drawn = np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right")
+        return int(min(drawn, len(cumulative) - 1))
+
+    def distribution(self, logits, seen_ids=()):
+        """The probabilities (v,) a token is drawn from at temperature > 0."""
         p = self.params
-        logits = np.asarray(logits, dtype=np.float32)
-        if p.repetition_penalty != 1.0 and len(seen_ids):
-            logits = _penalize(logits, np.fromiter(seen_ids, np.int64), p.repetition_penalty)
-        if p.temperature == 0:
-            return int(np.argmax(logits))
-        logits = logits / np.float32(p.temperature)
+        logits = self._penalized(logits, seen_ids) / np.float32(p.temperature)
         if 0 < p.top_k < logits.shape[0]:
             kth = np.partition(logits, -p.top_k)[-p.top_k]
             logits = np.where(logits < kth, -np.inf, logits)
         probs = _softmax(logits)
-        if p.top_p < 1.0:
-            probs = _nucleus(probs, p.top_p)
-        cumulative = np.cumsum(probs, dtype=np.float64)  # (v,) float64: no drift over 50k terms
-        return int(min(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"), len(probs) - 1))
+        return _nucleus(probs, p.top_p) if p.top_p < 1.0 else probs
+
+    def _penalized(self, logits, seen_ids):
+        logits = np.asarray(logits, dtype=np.float32)
+        if self.params.repetition_penalty == 1.0 or not len(seen_ids):
+            return logits
+        return _penalize(logits, np.fromiter(seen_ids, np.int64), self.params.repetition_penalty)
 
 
 def _penalize(logits, ids, penalty):
