@@ -28,6 +28,7 @@ and johnma2006/mamba-minimal. Differences, each deliberate:
     differ by less than float32 resolution.
 """
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,19 @@ import numpy as np
 from .errors import InputError
 
 SCAN_CHUNK = 64  # time steps whose (chunk, d_in, n) discretised tensors exist at once
+
+# The fastest mat-vec differs by platform (docs/BENCHMARKS.md). Pyodide's NumPy has no BLAS:
+# there `W @ x` runs ~2.5 GFLOP/s but einsum's unrolled sum-of-products loop ~5.5 GFLOP/s.
+# Natively, BLAS `W @ x` is 2-5x faster than einsum.
+if sys.platform == "emscripten":
+
+    def _matvec(weight, x):
+        return np.einsum("ij,j->i", weight, x)  # (out,)
+
+else:
+
+    def _matvec(weight, x):
+        return weight @ x  # (out,)
 
 
 @dataclass
@@ -80,7 +94,7 @@ class Mamba:
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
             u = u + _mixer_step(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i])
-        return w.lm_head @ _rmsnorm(u, w.norm_f, self.config.norm_eps)  # (v,)
+        return _matvec(w.lm_head, _rmsnorm(u, w.norm_f, self.config.norm_eps))  # (v,)
 
     def forward(self, ids, state=None):
         """Logits (l, v) for every position of `ids`, from `state` (fresh when None)."""
@@ -90,7 +104,7 @@ class Mamba:
     def prefill(self, ids, state):
         """Run the prompt over the whole sequence at once; logits (v,) after its last token."""
         u = self._blocks(ids, state)[-1]  # (d,)
-        return self.weights.lm_head @ _rmsnorm(u, self.weights.norm_f, self.config.norm_eps)  # (v,)
+        return _matvec(self.weights.lm_head, _rmsnorm(u, self.weights.norm_f, self.config.norm_eps))  # (v,)
 
     def _blocks(self, ids, state):
         self._check_ids(ids)
@@ -123,7 +137,7 @@ def _softplus(x):
 
 def _linear(x, weight, bias):
     """x (..., in) times weight (out, in).T, plus bias (out,) when the checkpoint has one."""
-    y = weight @ x if x.ndim == 1 else x @ weight.T
+    y = _matvec(weight, x) if x.ndim == 1 else x @ weight.T
     return y if bias is None else y + bias
 
 
@@ -140,9 +154,9 @@ def _mixer_step(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    dt_bc = w.x_proj @ x  # (r + 2n,)
+    dt_bc = _matvec(w.x_proj, x)  # (r + 2n,)
     r = dt_bc.shape[0] - 2 * n
-    dt = _softplus(w.dt_proj @ dt_bc[:r] + w.dt_proj_bias)  # (d_in,)
+    dt = _softplus(_matvec(w.dt_proj, dt_bc[:r]) + w.dt_proj_bias)  # (d_in,)
     B, C = dt_bc[r : r + n], dt_bc[r + n :]  # (n,), (n,)
 
     h *= np.exp(dt[:, None] * w.A)  # (d_in, n)
