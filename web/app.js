@@ -1,0 +1,264 @@
+// The page (main thread): reads the model list, drives the worker, shows what it streams.
+// All Python runs in worker.js; this file only moves values between the DOM and messages.
+// Everything the model or the network provides is inserted with textContent, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  model: $("model"), modelInfo: $("model-info"), prompt: $("prompt"),
+  generate: $("generate"), stop: $("stop"),
+  status: $("status"), progress: $("progress"), progressText: $("progress-text"),
+  error: $("error"), promptEcho: $("prompt-echo"), output: $("output"),
+  tokenCount: $("token-count"), tokensPerSecond: $("tokens-per-second"),
+};
+const PARAMS = [  // [input id, message key, parse, lowest, highest]
+  ["max-new-tokens", "max_new_tokens", parseInt, 1, 100000],
+  ["temperature", "temperature", parseFloat, 0, 5],
+  ["top-k", "top_k", parseInt, 0, Infinity],
+  ["top-p", "top_p", parseFloat, 0, 1],
+  ["repetition-penalty", "repetition_penalty", parseFloat, 1, 5],
+  ["seed", "seed", parseInt, 0, 2 ** 32 - 1],
+];
+
+const worker = new Worker("worker.js");
+let nextId = 1;
+let current = null;       // the request in flight: {id, type}
+let loadedModel = null;   // name of the model the worker holds, once one loaded
+let models = [];          // entries of models/index.json
+let generationStartedAt = 0;
+
+// ---- state -------------------------------------------------------------------------------------
+
+function setState(state) {
+  document.body.dataset.state = state;  // loading | ready | generating | error
+  const busy = state === "loading" || state === "generating";
+  ui.generate.disabled = state !== "ready";
+  ui.stop.disabled = state !== "generating";
+  ui.model.disabled = busy || models.length === 0;
+  ui.progress.hidden = state !== "loading";
+}
+
+function setStatus(text) { ui.status.textContent = text; }
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.textContent = "";
+  ui.error.hidden = true;
+}
+
+function send(type, fields) {
+  current = { id: nextId++, type };
+  worker.postMessage({ type, id: current.id, ...fields });
+  return current.id;
+}
+
+// ---- formatting --------------------------------------------------------------------------------
+
+const megabytes = (n) => (n / 1e6).toFixed(1);
+
+function formatBytes(n) {
+  if (n < 1e3) return `${n} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+// ---- models ------------------------------------------------------------------------------------
+
+async function readModelIndex() {
+  const response = await fetch("models/index.json", { cache: "no-cache" });
+  if (!response.ok) throw new Error(`models/index.json: HTTP ${response.status}`);
+  const index = await response.json();
+  models = index.models;
+  ui.model.replaceChildren(...models.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.name;
+    option.title = m.description || "";
+    return option;
+  }));
+  return index;
+}
+
+function loadModel(name) {
+  const entry = models.find((m) => m.name === name);
+  ui.model.value = name;
+  ui.modelInfo.textContent = entry.description || "";
+  clearError();
+  setState("loading");
+  setStatus(loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${name}…`);
+  ui.progress.value = 0;
+  ui.progressText.textContent = "";
+  const base = new URL(`models/${entry.path.replace(/\/?$/, "/")}`, location.href).href;
+  send("load", { model: { name, base, files: entry.files } });
+}
+
+// ---- generation --------------------------------------------------------------------------------
+
+function readParams() {
+  const params = {};
+  for (const [id, key, parse, lowest, highest] of PARAMS) {
+    const input = $(id);
+    const value = parse(input.value, 10);
+    if (!Number.isFinite(value) || value < lowest || value > highest) {
+      const range = highest === Infinity ? `at least ${lowest}` : `between ${lowest} and ${highest}`;
+      throw new Error(`${input.closest("label").textContent.trim()} must be a number ${range}.`);
+    }
+    params[key] = value;
+  }
+  return params;
+}
+
+function generate() {
+  if (document.body.dataset.state !== "ready") return;
+  clearError();
+  let params;
+  try {
+    params = readParams();
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  const prompt = ui.prompt.value;
+  ui.promptEcho.textContent = prompt;
+  ui.output.textContent = "";
+  ui.tokenCount.textContent = "0";
+  ui.tokensPerSecond.textContent = "0";
+  setState("generating");
+  setStatus("Reading the prompt…");
+  generationStartedAt = performance.now();
+  send("generate", { prompt, params });
+}
+
+function stop() {
+  if (current && current.type === "generate") {
+    worker.postMessage({ type: "stop", id: current.id });
+    setStatus("Stopping…");
+  }
+}
+
+// ---- messages from the worker ------------------------------------------------------------------
+
+const handlers = {
+  progress(msg) {
+    setStatus(msg.text);
+    if (msg.total > 0) {
+      ui.progress.max = msg.total;
+      ui.progress.value = msg.loaded;
+      ui.progressText.textContent = `${megabytes(msg.loaded)} of ${megabytes(msg.total)} MB`;
+    } else {
+      ui.progress.removeAttribute("value");  // indeterminate while Python starts
+      ui.progressText.textContent = "";
+    }
+  },
+
+  ready(msg) {
+    loadedModel = msg.model.name;
+    ui.model.value = loadedModel;
+    const info = models.find((m) => m.name === loadedModel);
+    ui.modelInfo.textContent = `${msg.model.n_params.toLocaleString("en")} parameters · `
+      + `recurrent state ${formatBytes(msg.model.state_nbytes)}`
+      + (info && info.description ? ` · ${info.description}` : "");
+    setStatus(`Ready: ${loadedModel} (loaded in ${(msg.elapsed_ms / 1000).toFixed(1)} s)`);
+    current = null;
+    setState("ready");
+    ui.prompt.focus();
+  },
+
+  started(msg) {
+    setStatus(`Generating… (prompt: ${msg.n_prompt} tokens)`);
+  },
+
+  token(msg) {
+    ui.output.append(msg.text);  // a Text node: never parsed as HTML
+    ui.tokenCount.textContent = String(msg.n_generated);
+    ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
+  },
+
+  done(msg) {
+    if (msg.text) ui.output.append(msg.text);
+    ui.tokenCount.textContent = String(msg.n_generated);
+    ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
+    const why = { stopped: "stopped", length: "reached max new tokens", eos: "end of text" };
+    const seconds = ((performance.now() - generationStartedAt) / 1000).toFixed(1);
+    setStatus(`Done (${why[msg.reason] || msg.reason}): ${msg.n_generated} tokens in ${seconds} s`);
+    current = null;
+    setState("ready");
+  },
+
+  error(msg) {
+    showError(msg.message);
+    current = null;
+    if (msg.during === "load") {
+      // The worker keeps the model it had; without one, picking another model is the way out.
+      if (loadedModel !== null) {
+        ui.model.value = loadedModel;
+        setStatus(`Could not load that model; still using ${loadedModel}.`);
+        setState("ready");
+      } else {
+        setStatus("Could not load the model. Pick another one, or reload the page.");
+        setState("error");
+      }
+    } else {
+      setStatus(loadedModel ? `Ready: ${loadedModel}` : "Error");
+      setState(loadedModel ? "ready" : "error");
+    }
+  },
+};
+
+worker.onmessage = (event) => {
+  const msg = event.data;
+  const handler = handlers[msg.type];
+  if (!handler) {
+    console.warn("unknown message from worker", msg);
+    return;
+  }
+  if (msg.id !== undefined && current && msg.id !== current.id && msg.type !== "progress") return;
+  handler(msg);
+};
+
+worker.onerror = (event) => {
+  event.preventDefault();
+  showError(`The worker failed: ${event.message || "unknown error"}. Reload the page to start again.`);
+  setStatus("Error");
+  loadedModel = null;
+  setState("error");
+};
+
+// ---- wiring ------------------------------------------------------------------------------------
+
+ui.generate.addEventListener("click", generate);
+ui.stop.addEventListener("click", stop);
+ui.model.addEventListener("change", () => loadModel(ui.model.value));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    generate();
+  }
+});
+
+async function start() {
+  setState("loading");
+  let index;
+  try {
+    index = await readModelIndex();
+  } catch (e) {
+    showError(`Could not read the model list: ${e.message}`);
+    setStatus("Error");
+    setState("error");
+    return;
+  }
+  const wanted = new URLSearchParams(location.search).get("model");
+  if (wanted && !models.some((m) => m.name === wanted)) {
+    loadModel(index.default);
+    showError(`No model named "${wanted}"; loaded ${index.default} instead. `
+      + `Available: ${models.map((m) => m.name).join(", ")}.`);
+    return;
+  }
+  loadModel(wanted || index.default);
+}
+
+start();

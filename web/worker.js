@@ -1,0 +1,381 @@
+// The web worker: Pyodide, NumPy, mamba_wasm and one model; text generated a step at a time.
+//
+// Messages in (from app.js), each with a `type` and an `id`:
+//   load      {model: {name, base, files}}   start Python when needed, then load the model
+//   generate  {prompt, params}               stream tokens until done, stopped, or an error
+//   stop      {id of the generate request}   honoured before the next token
+// Messages out, each with the `id` of the request it answers:
+//   progress  {text, loaded, total}          bytes of total while downloading (total 0: busy)
+//   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms}
+//   started   {n_prompt, prefill_ms}
+//   token     {text, n_generated, tokens_per_second}
+//   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second}
+//   error     {message, during: "load" | "generate"}
+//
+// Every file comes through fetchVerified: checked against the sha256 in manifest.json and kept in
+// the Cache API under that hash, so a repeat visit downloads nothing and a changed file is never
+// served stale. Python objects handed to JavaScript (PyProxies) are destroyed when done.
+"use strict";
+
+const CACHE_NAME = "mamba-wasm-v1";
+const TOKEN_FLUSH_MS = 30;  // send text to the page at most this often (and at the end)
+
+let manifest = null;  // manifest.json: {files: {path: {sha256, size}}, package, numpy, ...}
+let pyodide = null;
+let py = null;        // proxies of the Python functions used here, kept for the worker's life
+let loaded = null;    // {name, model, tokenizer}: proxies of the current model
+let generation = null;  // {id, stopRequested}
+
+// ---- files: Cache API keyed by sha256, downloads with progress ---------------------------------
+
+async function openCache() {
+  try {
+    return self.caches ? await caches.open(CACHE_NAME) : null;
+  } catch {
+    return null;  // e.g. storage disabled: everything still works, just without a cache
+  }
+}
+
+async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function download(url, label, expectedSize, onBytes) {
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-cache" });
+  } catch (e) {
+    throw new Error(`${label}: download failed (${e.message}).`);
+  }
+  if (!response.ok) throw new Error(`${label}: the server answered HTTP ${response.status}.`);
+  const declared = Number(response.headers.get("Content-Length")) || expectedSize || 0;
+  let buffer = new Uint8Array(declared);
+  let length = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (length + value.length > buffer.length) {  // no or wrong Content-Length: grow
+      const bigger = new Uint8Array(Math.max(buffer.length * 2, length + value.length));
+      bigger.set(buffer.subarray(0, length));
+      buffer = bigger;
+    }
+    buffer.set(value, length);
+    length += value.length;
+    onBytes(value.length);
+  }
+  return length === buffer.length ? buffer : buffer.slice(0, length);
+}
+
+// Bytes of a file listed in manifest.json, verified; from the Cache API when it has that hash.
+async function fetchVerified(path, onBytes) {
+  const entry = manifest.files[path];
+  const url = new URL(path, self.location.href).href;
+  const key = `${url}?sha256=${entry.sha256}`;
+  const cache = await openCache();
+  if (cache) {
+    const hit = await cache.match(key);
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (await sha256Hex(bytes) === entry.sha256) {
+        onBytes(bytes.length);
+        return bytes;
+      }
+      await cache.delete(key);
+    }
+  }
+  const bytes = await download(url, path, entry.size, onBytes);
+  const actual = await sha256Hex(bytes);
+  if (actual !== entry.sha256) {
+    throw new Error(`${path}: the downloaded file does not match manifest.json `
+      + `(sha256 ${actual.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…). `
+      + "The site may have been rebuilt meanwhile: reload the page.");
+  }
+  if (cache) {
+    try {
+      for (const old of await cache.keys()) {  // earlier versions of this file
+        if (old.url.startsWith(`${url}?sha256=`)) await cache.delete(old);
+      }
+      await cache.put(key, new Response(bytes));
+    } catch (e) {
+      console.warn(`not caching ${path}: ${e.message}`);  // quota: fine, it is in memory
+    }
+  }
+  return bytes;
+}
+
+// Bytes of a file the manifest does not list (a model from elsewhere): not verified, not cached.
+async function fetchUnlisted(url, onBytes) {
+  return download(url, url, 0, onBytes);
+}
+
+function progressReporter(id, text, total) {
+  let loaded = 0;
+  let lastSent = 0;
+  const report = (n) => {
+    loaded += n;
+    const now = performance.now();
+    if (now - lastSent > 50 || loaded >= total) {
+      lastSent = now;
+      self.postMessage({ type: "progress", id, text, loaded, total });
+    }
+  };
+  report.addTotal = (n) => { total += n; };
+  return report;
+}
+
+function busy(id, text) {
+  self.postMessage({ type: "progress", id, text, loaded: 0, total: 0 });
+}
+
+// ---- Python: Pyodide, NumPy and mamba_wasm, once per worker ------------------------------------
+
+const RUNTIME_FILES = ["pyodide/pyodide.js", "pyodide/pyodide.asm.js", "pyodide/pyodide.asm.wasm",
+  "pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"];
+
+// Pyodide fetches its own files by URL. Answer those fetches from bytes already verified and
+// cached above, so the runtime too is served by the Cache API (and counted in the progress bar).
+function serveFromMemory(files) {
+  const realFetch = self.fetch;
+  self.fetch = (resource, options) => {
+    const url = new URL(resource instanceof Request ? resource.url : resource, self.location.href);
+    const bytes = files.get(url.href);
+    if (bytes === undefined) return realFetch(resource, options);
+    const type = url.pathname.endsWith(".wasm") ? "application/wasm" : "application/octet-stream";
+    return Promise.resolve(new Response(bytes, { headers: { "Content-Type": type } }));
+  };
+  return () => { self.fetch = realFetch; };
+}
+
+function importBytes(bytes) {  // run a script we hold as verified bytes
+  const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+  try {
+    self.importScripts(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+async function startPython(id, report) {
+  const paths = [...RUNTIME_FILES, manifest.numpy, manifest.package];
+  const bytes = new Map();
+  await Promise.all(paths.map(async (path) => bytes.set(path, await fetchVerified(path, report))));
+
+  busy(id, "Starting Python…");
+  importBytes(bytes.get("pyodide/pyodide.js"));
+  importBytes(bytes.get("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
+  const served = new Map();
+  for (const path of ["pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip",
+    "pyodide/pyodide-lock.json", manifest.numpy]) {
+    served.set(new URL(path, self.location.href).href, bytes.get(path));
+  }
+  const restoreFetch = serveFromMemory(served);
+  try {
+    pyodide = await self.loadPyodide({
+      indexURL: new URL("pyodide/", self.location.href).href,
+      stdout: (line) => console.log(line),
+      stderr: (line) => console.warn(line),
+    });
+    busy(id, "Loading NumPy…");
+    await pyodide.loadPackage("numpy", { messageCallback: () => {}, checkIntegrity: false });
+  } finally {
+    restoreFetch();
+  }
+  busy(id, "Loading mamba_wasm…");
+  pyodide.unpackArchive(bytes.get(manifest.package), "wheel");
+  const mambaWasm = pyodide.pyimport("mamba_wasm");
+  const tokenizerClass = mambaWasm.Tokenizer;
+  py = {  // looked up once (each attribute read of a PyProxy makes a new proxy), kept for good
+    mambaWasm,
+    tokenizerClass,
+    loadModelFromFiles: mambaWasm.load_model_from_files,
+    tokenizerFromJson: tokenizerClass.from_json,
+    Session: mambaWasm.Session,
+    MambaWasmError: mambaWasm.MambaWasmError,
+    builtins: pyodide.pyimport("builtins"),
+    sys: pyodide.pyimport("sys"),
+  };
+}
+
+// ---- requests ----------------------------------------------------------------------------------
+
+async function load(msg) {
+  const startedAt = performance.now();
+  if (manifest === null) {
+    const response = await fetch("manifest.json", { cache: "no-cache" });
+    if (!response.ok) throw new Error(`manifest.json: the server answered HTTP ${response.status}.`);
+    manifest = await response.json();
+  }
+  const { name, base, files } = msg.model;
+  const urls = files.map((file) => new URL(file, base).href);
+  const listed = urls.map((url) => manifestPath(url));
+  const modelBytes = listed.reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
+  let runtimeBytes = 0;
+  if (pyodide === null) {
+    for (const path of [...RUNTIME_FILES, manifest.numpy, manifest.package]) {
+      runtimeBytes += manifest.files[path].size;
+    }
+  }
+  const report = progressReporter(msg.id,
+    pyodide === null ? "Downloading Python, NumPy and the model…" : `Downloading ${name}…`,
+    runtimeBytes + modelBytes);
+  const modelFiles = Promise.all(urls.map((url, i) => (listed[i]
+    ? fetchVerified(listed[i], report) : fetchUnlisted(url, report))));
+  modelFiles.catch(() => {});  // awaited below; avoid an unhandled rejection meanwhile
+  if (pyodide === null) await startPython(msg.id, report);
+  const contents = await modelFiles;
+
+  busy(msg.id, `Reading ${name}…`);
+  const byName = new Map(files.map((file, i) => [file, contents[i]]));
+  const tokenizerBytes = byName.get("tokenizer.json");
+  if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no tokenizer.json.`);
+  byName.delete("tokenizer.json");
+  const pyFiles = toPythonFiles(byName);
+  let model = null;
+  let tokenizer = null;
+  try {
+    model = py.loadModelFromFiles.callKwargs(pyFiles, { source: name });
+    tokenizer = py.tokenizerFromJson.callKwargs(new TextDecoder().decode(tokenizerBytes),
+      { source: `${name}/tokenizer.json` });
+  } catch (e) {
+    if (model) model.destroy();
+    throw e;
+  } finally {
+    pyFiles.destroy();
+  }
+  if (loaded) {
+    loaded.model.destroy();
+    loaded.tokenizer.destroy();
+  }
+  loaded = { name, model, tokenizer };
+  const config = model.config;
+  const configFields = {};
+  for (const key of ["d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "d_inner",
+    "dt_rank"]) {
+    configFields[key] = config[key];
+  }
+  config.destroy();
+  self.postMessage({
+    type: "ready",
+    id: msg.id,
+    model: { name, n_params: model.n_params, state_nbytes: model.state_nbytes, config: configFields },
+    elapsed_ms: performance.now() - startedAt,
+  });
+}
+
+// {file name: bytes} as a Python dict. Tensors become memoryviews: the one unavoidable copy, into
+// the WASM heap, which NumPy then reads in place. JSON files are small: plain bytes for json.loads.
+function toPythonFiles(byName) {
+  const dict = py.builtins.dict();
+  for (const [name, bytes] of byName) {
+    const view = pyodide.toPy(bytes);
+    if (name.endsWith(".json")) {
+      const copy = py.builtins.bytes(view);
+      dict.set(name, copy);
+      copy.destroy();
+    } else {
+      dict.set(name, view);
+    }
+    view.destroy();
+  }
+  return dict;
+}
+
+function manifestPath(url) {  // "models/x/config.json" when url is a file of this site's manifest
+  const root = new URL("./", self.location.href).href;
+  if (!url.startsWith(root)) return null;
+  const path = url.slice(root.length);
+  return manifest.files[path] ? path : null;
+}
+
+// Yield to the event loop (so a stop message can run) without setTimeout's 4 ms clamp.
+const yieldChannel = new MessageChannel();
+let resumeAfterYield = null;
+yieldChannel.port1.onmessage = () => resumeAfterYield();
+function yieldToEventLoop() {
+  return new Promise((resolve) => {
+    resumeAfterYield = resolve;
+    yieldChannel.port2.postMessage(null);
+  });
+}
+
+async function generate(msg) {
+  if (loaded === null) throw new Error("No model is loaded yet.");
+  generation = { id: msg.id, stopRequested: false };
+  const session = py.Session(loaded.model, loaded.tokenizer);
+  const start = session.start;
+  let advance = null;
+  try {
+    const prefillStart = performance.now();
+    const nPrompt = start.callKwargs(msg.prompt, msg.params);
+    const decodeStart = performance.now();
+    self.postMessage({ type: "started", id: msg.id, n_prompt: nPrompt,
+      prefill_ms: decodeStart - prefillStart });
+    advance = session.advance;
+    let pending = "";
+    let lastFlush = decodeStart;
+    const rate = () => session.n_generated / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
+    while (!session.done && !generation.stopRequested) {
+      pending += advance(1);
+      const now = performance.now();
+      if (now - lastFlush >= TOKEN_FLUSH_MS) {
+        self.postMessage({ type: "token", id: msg.id, text: pending,
+          n_generated: session.n_generated, tokens_per_second: rate() });
+        pending = "";
+        lastFlush = now;
+      }
+      await yieldToEventLoop();
+    }
+    let reason = "eos";
+    if (generation.stopRequested) reason = "stopped";
+    else if (session.n_generated >= msg.params.max_new_tokens) reason = "length";
+    self.postMessage({ type: "done", id: msg.id, reason, text: pending,
+      n_generated: session.n_generated, tokens_per_second: rate() });
+  } finally {
+    if (advance) advance.destroy();
+    start.destroy();
+    session.destroy();
+    generation = null;
+  }
+}
+
+// A readable message: the package's own errors by their text, anything else with a short trace.
+function describeError(error) {
+  if (pyodide && error instanceof pyodide.ffi.PythonError && py) {
+    const exc = py.sys.last_exc ?? py.sys.last_value;
+    try {
+      if (exc && py.builtins.isinstance(exc, py.MambaWasmError)) {
+        return py.builtins.str(exc);
+      }
+    } finally {
+      if (exc && exc.destroy) exc.destroy();
+    }
+    const lines = error.message.trim().split("\n");
+    return `Python error: ${lines.at(-1)}\n${lines.slice(-8, -1).join("\n")}`;
+  }
+  return error && error.message ? error.message : String(error);
+}
+
+// ---- dispatch: requests run one at a time, in order; stop is handled at once ------------------
+
+const requests = { load, generate };
+let queue = Promise.resolve();
+
+self.onmessage = (event) => {
+  const msg = event.data;
+  if (msg.type === "stop") {
+    if (generation && generation.id === msg.id) generation.stopRequested = true;
+    return;
+  }
+  const handler = requests[msg.type];
+  if (!handler) {
+    self.postMessage({ type: "error", id: msg.id, during: msg.type,
+      message: `Unknown request type ${JSON.stringify(msg.type)}.` });
+    return;
+  }
+  queue = queue.then(() => handler(msg)).catch((error) => {
+    console.error(error);
+    self.postMessage({ type: "error", id: msg.id, during: msg.type, message: describeError(error) });
+  });
+};
