@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import load_model
 from .errors import MambaWasmError
-from .generate import Session
+from .generation import Session
 from .tokenizer import Tokenizer
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"

@@ -24,7 +24,7 @@ class Session:
         self.model = model
         self.tokenizer = tokenizer
         self.n_prompt = 0
-        self.n_generated = 0
+        self.generated_ids = []
         self.max_new_tokens = 0
         self.done = True
         self.prompt_state_reused = False
@@ -60,7 +60,7 @@ class Session:
         self._seen = set(self._prompt_ids)
         self._sampler = Sampler(params)
         self._detok = StreamingDetokenizer(self.tokenizer)
-        self.n_generated, self.max_new_tokens, self.done = 0, max_new_tokens, False
+        self.generated_ids, self.max_new_tokens, self.done = [], max_new_tokens, False
         return self.n_prompt
 
     def advance(self, n_tokens=1):
@@ -70,7 +70,7 @@ class Session:
             if self.done:
                 break
             token = self._sampler(self._logits, self._seen)
-            self.n_generated += 1
+            self.generated_ids.append(token)
             if token == self.tokenizer.eos_token_id:
                 self.done = True
                 break
@@ -88,6 +88,10 @@ class Session:
             raise InputError("nothing to continue: generate first")
         self.max_new_tokens = self.n_generated + more_tokens
         self.done = False
+
+    @property
+    def n_generated(self):
+        return len(self.generated_ids)
 
     @property
     def state_nbytes(self):

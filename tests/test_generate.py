@@ -1,0 +1,106 @@
+"""Generation end to end in CPython, on the committed placeholder checkpoint."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mamba_wasm
+from mamba_wasm import InputError, Session, generate, generation
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-random"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mamba_wasm.load_model(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return mamba_wasm.Tokenizer.from_file(MODEL_DIR / "tokenizer.json")
+
+
+def run(session, prompt, n, **sampling):
+    session.start(prompt, n, **sampling)
+    pieces = []
+    while not session.done:
+        pieces.append(session.advance(3))
+    return "".join(pieces)
+
+
+def test_greedy_generation_follows_the_models_argmax(model, tokenizer):
+    session = Session(model, tokenizer)
+    run(session, "The quick brown fox", 12, temperature=0)
+    ids = tokenizer.encode("The quick brown fox")
+    for token in session.generated_ids:
+        logits = model.forward(ids)[-1][: tokenizer.vocab_size]
+        assert token == int(np.argmax(logits))
+        ids.append(token)
+
+
+def test_streamed_pieces_equal_decoding_all_ids(model, tokenizer):
+    session = Session(model, tokenizer)
+    text = run(session, "Once upon a time", 40, temperature=1.0, seed=3)
+    ids = [t for t in session.generated_ids if t != tokenizer.eos_token_id]
+    assert session.n_generated > 0 and text == tokenizer.decode(ids)
+
+
+def test_a_seed_reproduces_a_generation(model, tokenizer):
+    texts = [run(Session(model, tokenizer), "Hello", 30, temperature=1.0, seed=s) for s in (5, 5, 6)]
+    assert texts[0] == texts[1] != texts[2]
+    assert "".join(generate(model, tokenizer, "Hello", 30, temperature=1.0, seed=5)) == texts[0]
+
+
+def test_regenerate_reuses_the_state_after_the_prompt(model, tokenizer):
+    session = Session(model, tokenizer)
+    first = run(session, "Reuse me", 20, temperature=0.9, seed=1)
+    assert not session.prompt_state_reused
+    again = run(session, "Reuse me", 20, temperature=0.9, seed=1)
+    assert session.prompt_state_reused and again == first
+    run(session, "Something else", 5, temperature=0)
+    assert not session.prompt_state_reused
+
+
+def test_stop_then_continue_equals_one_long_generation(model, tokenizer):
+    whole = run(Session(model, tokenizer), "Continue", 24, temperature=0.8, seed=2)
+    session = Session(model, tokenizer)
+    part = run(session, "Continue", 10, temperature=0.8, seed=2)
+    session.extend(14)
+    while not session.done:
+        part += session.advance(5)
+    assert part == whole
+
+
+def test_end_of_text_stops_generation(model, tokenizer, monkeypatch):
+    session = Session(model, tokenizer)
+    run(session, "Stop", 3, temperature=0)
+    first = session.generated_ids[0]
+    monkeypatch.setattr(type(tokenizer), "eos_token_id", property(lambda self: first))
+    session = Session(model, tokenizer)
+    assert run(session, "Stop", 10, temperature=0) == "" and session.done and session.n_generated == 1
+
+
+@pytest.mark.parametrize("prompt,n,sampling,match", [
+    ("", 5, {}, "empty"),
+    ("hi", 0, {}, "max_new_tokens"),
+    ("hi", 5, {"top_p": 0}, "top_p"),
+])
+def test_bad_requests_are_refused_and_the_session_stays_usable(model, tokenizer, prompt, n, sampling, match):
+    session = Session(model, tokenizer)
+    with pytest.raises(InputError, match=match):
+        session.start(prompt, n, **sampling)
+    assert run(session, "still works", 3, temperature=0) is not None and session.n_generated == 3
+
+
+def test_prompt_longer_than_the_limit_is_refused(model, tokenizer, monkeypatch):
+    monkeypatch.setattr(generation, "MAX_PROMPT_TOKENS", 10)
+    with pytest.raises(InputError, match="limit is 10"):
+        Session(model, tokenizer).start("word " * 50, 5)
+
+
+def test_long_prompt_is_prefilled_in_blocks(model, tokenizer, monkeypatch):
+    prompt = "a long prompt, " * 40
+    expected = run(Session(model, tokenizer), prompt, 5, temperature=0)
+    monkeypatch.setattr(generation, "PREFILL_BLOCK", 7)
+    assert run(Session(model, tokenizer), prompt, 5, temperature=0) == expected
