@@ -37,18 +37,20 @@ from .errors import InputError
 
 SCAN_CHUNK = 64  # time steps whose (chunk, d_in, n) discretised tensors exist at once
 
-# The fastest mat-vec differs by platform (docs/BENCHMARKS.md). Pyodide's NumPy has no BLAS:
-# there `W @ x` runs ~2.5 GFLOP/s but einsum's unrolled sum-of-products loop ~5.5 GFLOP/s.
-# Natively, BLAS `W @ x` is 2-5x faster than einsum.
+# The fastest projection differs by platform (docs/BENCHMARKS.md). Pyodide's NumPy has no
+# BLAS: there `W @ x` runs ~2.5 GFLOP/s and `X @ W.T` ~1 GFLOP/s, but einsum's unrolled
+# sum-of-products loop ~5.5 GFLOP/s for both. Natively BLAS matmul is 2-5x faster than einsum.
 if sys.platform == "emscripten":
 
-    def _matvec(weight, x):
-        return np.einsum("ij,j->i", weight, x)  # (out,)
+    def _project(x, weight):
+        """x (..., in) by weight (out, in): (..., out)."""
+        return np.einsum("...j,ij->...i", x, weight)
 
 else:
 
-    def _matvec(weight, x):
-        return weight @ x  # (out,)
+    def _project(x, weight):
+        """x (..., in) by weight (out, in): (..., out)."""
+        return weight @ x if x.ndim == 1 else x @ weight.T
 
 
 @dataclass
@@ -94,17 +96,17 @@ class Mamba:
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
             u = u + _mixer_step(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i])
-        return _matvec(w.lm_head, _rmsnorm(u, w.norm_f, self.config.norm_eps))  # (v,)
+        return _project(_rmsnorm(u, w.norm_f, self.config.norm_eps), w.lm_head)  # (v,)
 
     def forward(self, ids, state=None):
         """Logits (l, v) for every position of `ids`, from `state` (fresh when None)."""
         u = self._blocks(ids, self.new_state() if state is None else state)  # (l, d)
-        return _rmsnorm(u, self.weights.norm_f, self.config.norm_eps) @ self.weights.lm_head.T  # (l, v)
+        return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (l, v)
 
     def prefill(self, ids, state):
         """Run the prompt over the whole sequence at once; logits (v,) after its last token."""
         u = self._blocks(ids, state)[-1]  # (d,)
-        return _matvec(self.weights.lm_head, _rmsnorm(u, self.weights.norm_f, self.config.norm_eps))  # (v,)
+        return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (v,)
 
     def _blocks(self, ids, state):
         self._check_ids(ids)
@@ -137,7 +139,7 @@ def _softplus(x):
 
 def _linear(x, weight, bias):
     """x (..., in) times weight (out, in).T, plus bias (out,) when the checkpoint has one."""
-    y = _matvec(weight, x) if x.ndim == 1 else x @ weight.T
+    y = _project(x, weight)
     return y if bias is None else y + bias
 
 
@@ -154,9 +156,9 @@ def _mixer_step(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    dt_bc = _matvec(w.x_proj, x)  # (r + 2n,)
+    dt_bc = _project(x, w.x_proj)  # (r + 2n,)
     r = dt_bc.shape[0] - 2 * n
-    dt = _softplus(_matvec(w.dt_proj, dt_bc[:r]) + w.dt_proj_bias)  # (d_in,)
+    dt = _softplus(_project(dt_bc[:r], w.dt_proj) + w.dt_proj_bias)  # (d_in,)
     B, C = dt_bc[r : r + n], dt_bc[r + n :]  # (n,), (n,)
 
     h *= np.exp(dt[:, None] * w.A)  # (d_in, n)
@@ -182,19 +184,22 @@ def _mixer_sequence(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    dt_bc = x @ w.x_proj.T  # (l, r + 2n)
+    dt_bc = _project(x, w.x_proj)  # (l, r + 2n)
     r = dt_bc.shape[1] - 2 * n
-    dt = _softplus(dt_bc[:, :r] @ w.dt_proj.T + w.dt_proj_bias)  # (l, d_in)
+    dt = _softplus(_project(dt_bc[:, :r], w.dt_proj) + w.dt_proj_bias)  # (l, d_in)
     B, C = dt_bc[:, r : r + n], dt_bc[:, r + n :]  # (l, n), (l, n)
 
     y = np.empty_like(x)  # (l, d_in)
     for start in range(0, l, SCAN_CHUNK):
         t = slice(start, start + SCAN_CHUNK)
         dA = np.exp(dt[t, :, None] * w.A)  # (chunk, d_in, n)
-        dBx = (dt[t] * x[t])[:, :, None] * B[t, None, :]  # (chunk, d_in, n)
-        for i in range(dA.shape[0]):
-            h *= dA[i]
-            h += dBx[i]
-            y[start + i] = h @ C[start + i]  # (d_in,)
+        hs = (dt[t] * x[t])[:, :, None] * B[t, None, :]  # (chunk, d_in, n): dBx, becomes h per step
+        previous = h
+        for i in range(hs.shape[0]):
+            dA[i] *= previous
+            hs[i] += dA[i]  # h_t = dA_t * h_(t-1) + dBx_t
+            previous = hs[i]
+        h[:] = previous
+        y[t] = np.einsum("tin,tn->ti", hs, C[t])  # (chunk, d_in)
     y = (y + w.D * x) * _silu(z)  # (l, d_in)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (l, d)
