@@ -1,0 +1,205 @@
+"""Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba model.
+
+Two entry points share one path: `load_model(path)` reads a folder on disk;
+`load_model_from_files(files, source)` takes {file name: bytes} (the web worker fetches the
+bytes in JavaScript and hands them over). Every tensor is checked for presence, shape, dtype and
+finiteness, and converted one at a time to float32, so the peak memory is the file bytes plus
+one float32 copy of the model; F32 tensors stay zero-copy views of the file bytes.
+
+Unexpected tensors are refused rather than ignored: in these checkpoints an extra tensor means
+config.json does not describe the file (say a bias the config turns off), and ignoring it
+would silently change the outputs.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from .config import config_from_json
+from .errors import CheckpointError, ConfigError
+from .model import Mamba
+from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
+from .weights import LayerWeights, MambaWeights
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+
+# The one place checkpoint keys are named. Both layouts use the same keys except the
+# embedding's: transformers renamed `embedding` to `embeddings`.
+EMBEDDING_KEY = {"hf": "backbone.embeddings.weight", "original": "backbone.embedding.weight"}
+NORM_F_KEY = "backbone.norm_f.weight"
+LM_HEAD_KEY = "lm_head.weight"
+LAYER_PREFIX = "backbone.layers.{i}."
+
+
+def _layer_keys(c):
+    """LayerWeights field -> (key after LAYER_PREFIX, shape in the file); None when the config
+    has no such tensor. Shapes as in transformers' MambaMixer.__init__."""
+    return {
+        "norm": ("norm.weight", (c.d_model,)),
+        "in_proj": ("mixer.in_proj.weight", (2 * c.d_inner, c.d_model)),
+        "in_proj_bias": ("mixer.in_proj.bias", (2 * c.d_inner,)) if c.proj_bias else None,
+        "conv": ("mixer.conv1d.weight", (c.d_inner, 1, c.d_conv)),  # nn.Conv1d(groups=d_in)
+        "conv_bias": ("mixer.conv1d.bias", (c.d_inner,)) if c.conv_bias else None,
+        "x_proj": ("mixer.x_proj.weight", (c.dt_rank + 2 * c.d_state, c.d_inner)),
+        "dt_proj": ("mixer.dt_proj.weight", (c.d_inner, c.dt_rank)),
+        "dt_proj_bias": ("mixer.dt_proj.bias", (c.d_inner,)),
+        "A": ("mixer.A_log", (c.d_inner, c.d_state)),
+        "D": ("mixer.D", (c.d_inner,)),
+        "out_proj": ("mixer.out_proj.weight", (c.d_model, c.d_inner)),
+        "out_proj_bias": ("mixer.out_proj.bias", (c.d_model,)) if c.proj_bias else None,
+    }
+
+
+def load_model(path):
+    """Load the checkpoint folder `path`: config.json plus model.safetensors, or
+    model.safetensors.index.json plus the shards it names."""
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
+    files = {}
+    for name in (CONFIG_FILE, SINGLE_FILE, INDEX_FILE):
+        if os.path.isfile(os.path.join(path, name)):
+            files[name] = _read(path, name)
+    if SINGLE_FILE not in files and INDEX_FILE in files:
+        for shard in sorted(set(_weight_map(files, path).values())):
+            if os.path.isfile(os.path.join(path, shard)):
+                files[shard] = _read(path, shard)
+    return load_model_from_files(files, path)
+
+
+def load_model_from_files(files, source):
+    """Build the model from {file name: bytes-like}; `source` (a folder or URL) names the
+    checkpoint in error messages."""
+    if CONFIG_FILE not in files:
+        raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
+    config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
+    return Mamba(config, load_weights(files, config, source))
+
+
+def load_weights(files, config, source):
+    """Read, check and convert every tensor the config implies into MambaWeights."""
+    tensors, where = _read_tensors(files, source)
+    expected = _expected_keys(config)
+    missing = [key for key in expected if key not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{_files_label(files, source)}: missing tensor {missing[0]!r}{more}")
+    unexpected = sorted(set(tensors) - set(expected) - {LM_HEAD_KEY})
+    if unexpected:
+        names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
+        raise CheckpointError(
+            f"{where[unexpected[0]]}: unexpected tensors {names} (does config.json describe this checkpoint?)"
+        )
+
+    def take(key, shape):
+        if key not in tensors:
+            raise CheckpointError(f"{_files_label(files, source)}: missing tensor {key!r}")
+        array = tensors[key]
+        if array.shape != shape:
+            raise CheckpointError(
+                f"{where[key]}: tensor {key!r} has shape {array.shape}, expected {shape} from config.json"
+            )
+        dtype = DTYPE_NAMES[array.dtype]
+        if dtype not in FLOAT_DTYPES:
+            supported = ", ".join(FLOAT_DTYPES)
+            raise CheckpointError(f"{where[key]}: tensor {key!r} has dtype {dtype}; supported: {supported}")
+        array = to_float32(array)
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
+        return array
+
+    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
+    layers = []
+    for i in range(config.n_layer):
+        fields = {}
+        for field, spec in _layer_keys(config).items():
+            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
+        fields["conv"] = fields["conv"].reshape(config.d_inner, config.d_conv)  # drop the groups axis
+        fields["A"] = -np.exp(fields["A"])  # as MambaMixer.forward: A = -exp(A_log), done once here
+        layers.append(LayerWeights(**fields))
+    norm_f = take(NORM_F_KEY, (config.d_model,))
+    return MambaWeights(
+        embedding=embedding,
+        layers=tuple(layers),
+        norm_f=norm_f,
+        lm_head=_lm_head(config, tensors, embedding, take),
+    )
+
+
+def _lm_head(config, tensors, embedding, take):
+    """Mirror each layout's reference. transformers (5.x) uses a file's lm_head.weight even when
+    tie_word_embeddings is set, unless it equals the embedding; mamba_ssm's tie_weights always
+    replaces it by the embedding when tie_embeddings is set."""
+    shape = (config.vocab_size, config.d_model)
+    if LM_HEAD_KEY in tensors and (config.layout == "hf" or not config.tie_embeddings):
+        lm_head = take(LM_HEAD_KEY, shape)
+        return embedding if config.tie_embeddings and np.array_equal(lm_head, embedding) else lm_head
+    if config.tie_embeddings:
+        return embedding
+    return take(LM_HEAD_KEY, shape)  # untied and absent: take() reports it missing
+
+
+def _expected_keys(config):
+    keys = [EMBEDDING_KEY[config.layout], NORM_F_KEY]
+    specs = [spec for spec in _layer_keys(config).values() if spec is not None]
+    for i in range(config.n_layer):
+        keys += [LAYER_PREFIX.format(i=i) + key for key, _ in specs]
+    return keys
+
+
+def _read_tensors(files, source):
+    """Return ({name: array}, {name: file label}), reading each safetensors file once."""
+    if SINGLE_FILE in files:
+        label = f"{source}/{SINGLE_FILE}"
+        tensors = read_safetensors(files[SINGLE_FILE], label)
+        return tensors, dict.fromkeys(tensors, label)
+    if INDEX_FILE not in files:
+        raise CheckpointError(f"{source}: neither {SINGLE_FILE} nor {INDEX_FILE} is present")
+    weight_map = _weight_map(files, source)
+    tensors, where = {}, {}
+    for shard in sorted(set(weight_map.values())):
+        label = f"{source}/{shard}"
+        if shard not in files:
+            raise CheckpointError(f"{source}/{INDEX_FILE}: shard {shard!r} is missing")
+        for name, array in read_safetensors(files[shard], label).items():
+            if name in tensors:
+                raise CheckpointError(f"{label}: tensor {name!r} is also in {where[name]}")
+            tensors[name], where[name] = array, label
+    for name, shard in weight_map.items():
+        if name not in tensors:
+            raise CheckpointError(f"{source}/{shard}: missing tensor {name!r} (listed in {INDEX_FILE})")
+    return tensors, where
+
+
+def _weight_map(files, source):
+    label = f"{source}/{INDEX_FILE}"
+    try:
+        index = json.loads(_json_text(files[INDEX_FILE]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{label}: not valid JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(name, str) and isinstance(shard, str) for name, shard in weight_map.items()
+    ):
+        raise CheckpointError(f"{label}: expected an object with a 'weight_map' of tensor name -> shard file")
+    for shard in weight_map.values():
+        if "/" in shard or "\\" in shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"{label}: shard {shard!r} must be a file name in the checkpoint folder")
+    return weight_map
+
+
+def _json_text(data):
+    """json.loads takes str or bytes, but the worker may hand over a memoryview."""
+    return data if isinstance(data, (str, bytes)) else bytes(data)
+
+
+def _files_label(files, source):
+    return f"{source}/{SINGLE_FILE if SINGLE_FILE in files else INDEX_FILE}"
+
+
+def _read(folder, name):
+    with open(os.path.join(folder, name), "rb") as file:
+        return file.read()

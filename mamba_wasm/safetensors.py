@@ -1,0 +1,160 @@
+"""Read a .safetensors file with NumPy alone (Pyodide has no `safetensors` package).
+
+The format (https://huggingface.co/docs/safetensors/index#format):
+    8 bytes   N, the header length, unsigned 64-bit little-endian
+    N bytes   a UTF-8 JSON object: {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]},
+              ..., "__metadata__": {str: str}} (optional metadata)
+    the rest  the data; each tensor's bytes are data[b:e], little-endian, row-major.
+
+Arrays are zero-copy views of the buffer (np.frombuffer), so a read-only `bytes` gives read-only
+arrays. Every check the Rust reference does on the header (safetensors/src/tensor.rs, `validate`)
+is done here too, except that gaps between tensors are allowed; each failure raises
+SafetensorsError naming the file, the tensor and the problem.
+"""
+
+import json
+import math
+
+import numpy as np
+
+from .errors import SafetensorsError
+
+# The Rust reader's limit (MAX_HEADER_SIZE): refuse a bigger header before reading any of it.
+MAX_HEADER_BYTES = 100_000_000
+
+# NumPy has no bfloat16. A one-field structured dtype keeps BF16 tensors zero-copy and
+# distinguishable from plain uint16 ("U16"); to_float32 turns them into numbers.
+BFLOAT16 = np.dtype([("bfloat16", "<u2")])
+
+DTYPES = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": BFLOAT16,
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def read_safetensors(buffer, source="model.safetensors"):
+    """Parse `buffer` (bytes, bytearray or memoryview) into {tensor name: array}.
+
+    Arrays keep the file's dtype (BF16 as BFLOAT16); `source` names the file in error messages.
+    """
+    data = memoryview(buffer).cast("B")
+    if len(data) < 8:
+        raise SafetensorsError(
+            f"{source}: {len(data)} bytes is too short for a safetensors file (its header length is 8 bytes)"
+        )
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > MAX_HEADER_BYTES:
+        raise SafetensorsError(
+            f"{source}: header length {header_len} bytes exceeds the {MAX_HEADER_BYTES}-byte limit "
+            "(corrupt, or not a safetensors file)"
+        )
+    if 8 + header_len > len(data):
+        raise SafetensorsError(
+            f"{source}: header length {header_len} bytes runs past the end of the {len(data)}-byte file (truncated?)"
+        )
+    header = _parse_header(data[8 : 8 + header_len], source)
+    body = data[8 + header_len :]
+    tensors = {}
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            _check_metadata(entry, source)
+            continue
+        dtype, shape, begin, end = _check_entry(name, entry, len(body), source)
+        tensors[name] = _view(body, dtype, shape, begin, end)
+        spans.append((begin, end, name))
+    _check_no_overlap(spans, source)
+    return tensors
+
+
+def to_float32(array):
+    """Upcast a floating-point tensor (F32, F16, BF16, F64) to float32; F32 is returned as is."""
+    if array.dtype == BFLOAT16:
+        # bfloat16 is the top half of a float32: shift the 16 bits into place.
+        bits = array.view("<u2").astype(np.uint32) << 16
+        return bits.view(np.float32)
+    if array.dtype == np.float32:
+        return array
+    return array.astype(np.float32)
+
+
+def _parse_header(raw, source):
+    try:
+        header = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SafetensorsError(f"{source}: header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{source}: header must be a JSON object, got {type(header).__name__}")
+    return header
+
+
+def _check_metadata(metadata, source):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
+    ):
+        raise SafetensorsError(f"{source}: __metadata__ must map strings to strings, got {metadata!r:.200}")
+
+
+def _check_entry(name, entry, body_len, source):
+    """Return (dtype, shape, begin, end) after checking every field of one header entry."""
+    where = f"{source}: tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise SafetensorsError(f"{where}: entry must be an object, got {entry!r:.200}")
+    for key in ("dtype", "shape", "data_offsets"):
+        if key not in entry:
+            raise SafetensorsError(f"{where}: entry has no {key!r}")
+    dtype = DTYPES.get(entry["dtype"])
+    if dtype is None:
+        supported = ", ".join(DTYPES)
+        raise SafetensorsError(f"{where}: dtype {entry['dtype']!r} is not supported (supported: {supported})")
+    shape = entry["shape"]
+    if not isinstance(shape, list) or not all(_is_count(dim) for dim in shape):
+        raise SafetensorsError(f"{where}: shape must be a list of non-negative integers, got {shape!r:.200}")
+    offsets = entry["data_offsets"]
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(x) for x in offsets)):
+        raise SafetensorsError(f"{where}: data_offsets must be two non-negative integers, got {offsets!r:.200}")
+    begin, end = offsets
+    if begin > end or end > body_len:
+        raise SafetensorsError(
+            f"{where}: data_offsets [{begin}, {end}] are outside the {body_len}-byte data section (truncated file?)"
+        )
+    expected = math.prod(shape) * dtype.itemsize
+    if end - begin != expected:
+        raise SafetensorsError(
+            f"{where}: data_offsets span {end - begin} bytes, but shape {shape} of {entry['dtype']} needs {expected}"
+        )
+    return dtype, tuple(shape), begin, end
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _view(body, dtype, shape, begin, end):
+    count = (end - begin) // dtype.itemsize
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=begin).reshape(shape)
+    # Misaligned float arrays work but every later operation on them is slow: copy once.
+    return array if array.flags.aligned else array.copy()
+
+
+def _check_no_overlap(spans, source):
+    previous_end, previous_name = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < previous_end:
+            raise SafetensorsError(
+                f"{source}: tensor {name!r} (data bytes {begin}-{end}) overlaps tensor {previous_name!r}"
+            )
+        if end > previous_end:
+            previous_end, previous_name = end, name
