@@ -163,13 +163,16 @@ const handlers = {
       + `recurrent state ${formatBytes(msg.model.state_nbytes)}`
       + (info && info.description ? ` · ${info.description}` : "");
     setStatus(`Ready: ${loadedModel} (loaded in ${(msg.elapsed_ms / 1000).toFixed(1)} s)`);
+    document.body.dataset.timings = JSON.stringify(msg.timings);  // for tests and benchmarks
     current = null;
     setState("ready");
     ui.prompt.focus();
   },
 
   started(msg) {
-    setStatus(`Generating… (prompt: ${msg.n_prompt} tokens)`);
+    const prompt = msg.prompt_state_reused ? "state after the prompt reused"
+      : `prompt: ${msg.n_prompt} tokens in ${(msg.prefill_ms / 1000).toFixed(2)} s`;
+    setStatus(`Generating… (${prompt})`);
   },
 
   token(msg) {

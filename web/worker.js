@@ -6,8 +6,8 @@
 //   stop      {id of the generate request}   honoured before the next token
 // Messages out, each with the `id` of the request it answers:
 //   progress  {text, loaded, total}          bytes of total while downloading (total 0: busy)
-//   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms}
-//   started   {n_prompt, prefill_ms}
+//   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms, timings: {phase: ms}}
+//   started   {n_prompt, prefill_ms, prompt_state_reused}
 //   token     {text, n_generated, tokens_per_second}
 //   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second}
 //   error     {message, during: "load" | "generate"}
@@ -23,7 +23,7 @@ const TOKEN_FLUSH_MS = 30;  // send text to the page at most this often (and at 
 let manifest = null;  // manifest.json: {files: {path: {sha256, size}}, package, numpy, ...}
 let pyodide = null;
 let py = null;        // proxies of the Python functions used here, kept for the worker's life
-let loaded = null;    // {name, model, tokenizer}: proxies of the current model
+let loaded = null;    // the current model: {name, model, tokenizer, session, start, advance} proxies
 let generation = null;  // {id, stopRequested}
 
 // ---- files: Cache API keyed by sha256, downloads with progress ---------------------------------
@@ -157,10 +157,11 @@ function importBytes(bytes) {  // run a script we hold as verified bytes
   }
 }
 
-async function startPython(id, report) {
+async function startPython(id, report, lap) {
   const paths = [...RUNTIME_FILES, manifest.numpy, manifest.package];
   const bytes = new Map();
   await Promise.all(paths.map(async (path) => bytes.set(path, await fetchVerified(path, report))));
+  lap("runtime_files_ms");
 
   busy(id, "Starting Python…");
   importBytes(bytes.get("pyodide/pyodide.js"));
@@ -177,14 +178,17 @@ async function startPython(id, report) {
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
     });
+    lap("python_ms");
     busy(id, "Loading NumPy…");
     await pyodide.loadPackage("numpy", { messageCallback: () => {}, checkIntegrity: false });
+    lap("numpy_ms");
   } finally {
     restoreFetch();
   }
   busy(id, "Loading mamba_wasm…");
   pyodide.unpackArchive(bytes.get(manifest.package), "wheel");
   const mambaWasm = pyodide.pyimport("mamba_wasm");
+  lap("package_ms");
   const tokenizerClass = mambaWasm.Tokenizer;
   py = {  // looked up once (each attribute read of a PyProxy makes a new proxy), kept for good
     mambaWasm,
@@ -202,6 +206,13 @@ async function startPython(id, report) {
 
 async function load(msg) {
   const startedAt = performance.now();
+  const timings = {};  // milliseconds of each phase, for the page and the benchmarks
+  let lapStart = startedAt;
+  const lap = (name) => {
+    const now = performance.now();
+    timings[name] = now - lapStart;
+    lapStart = now;
+  };
   if (manifest === null) {
     const response = await fetch("manifest.json", { cache: "no-cache" });
     if (!response.ok) throw new Error(`manifest.json: the server answered HTTP ${response.status}.`);
@@ -223,8 +234,9 @@ async function load(msg) {
   const modelFiles = Promise.all(urls.map((url, i) => (listed[i]
     ? fetchVerified(listed[i], report) : fetchUnlisted(url, report))));
   modelFiles.catch(() => {});  // awaited below; avoid an unhandled rejection meanwhile
-  if (pyodide === null) await startPython(msg.id, report);
+  if (pyodide === null) await startPython(msg.id, report, lap);
   const contents = await modelFiles;
+  lap("model_files_ms");
 
   busy(msg.id, `Reading ${name}…`);
   const byName = new Map(files.map((file, i) => [file, contents[i]]));
@@ -244,11 +256,11 @@ async function load(msg) {
   } finally {
     pyFiles.destroy();
   }
-  if (loaded) {
-    loaded.model.destroy();
-    loaded.tokenizer.destroy();
-  }
-  loaded = { name, model, tokenizer };
+  if (loaded) release(loaded);
+  // One Session per model: it keeps the state after the prompt, so the same prompt again
+  // (Regenerate) skips the prefill.
+  const session = py.Session(model, tokenizer);
+  loaded = { name, model, tokenizer, session, start: session.start, advance: session.advance };
   const config = model.config;
   const configFields = {};
   for (const key of ["d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "d_inner",
@@ -256,11 +268,13 @@ async function load(msg) {
     configFields[key] = config[key];
   }
   config.destroy();
+  lap("model_ms");
   self.postMessage({
     type: "ready",
     id: msg.id,
     model: { name, n_params: model.n_params, state_nbytes: model.state_nbytes, config: configFields },
     elapsed_ms: performance.now() - startedAt,
+    timings,
   });
 }
 
@@ -280,6 +294,10 @@ function toPythonFiles(byName) {
     view.destroy();
   }
   return dict;
+}
+
+function release(proxies) {
+  for (const key of ["advance", "start", "session", "tokenizer", "model"]) proxies[key].destroy();
 }
 
 function manifestPath(url) {  // "models/x/config.json" when url is a file of this site's manifest
@@ -303,16 +321,12 @@ function yieldToEventLoop() {
 async function generate(msg) {
   if (loaded === null) throw new Error("No model is loaded yet.");
   generation = { id: msg.id, stopRequested: false };
-  const session = py.Session(loaded.model, loaded.tokenizer);
-  const start = session.start;
-  let advance = null;
+  const { session, start, advance } = loaded;
   try {
-    const prefillStart = performance.now();
     const nPrompt = start.callKwargs(msg.prompt, msg.params);
     const decodeStart = performance.now();
     self.postMessage({ type: "started", id: msg.id, n_prompt: nPrompt,
-      prefill_ms: decodeStart - prefillStart });
-    advance = session.advance;
+      prefill_ms: session.prefill_seconds * 1000, prompt_state_reused: session.prompt_state_reused });
     let pending = "";
     let lastFlush = decodeStart;
     const rate = () => session.n_generated / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
@@ -333,9 +347,6 @@ async function generate(msg) {
     self.postMessage({ type: "done", id: msg.id, reason, text: pending,
       n_generated: session.n_generated, tokens_per_second: rate() });
   } finally {
-    if (advance) advance.destroy();
-    start.destroy();
-    session.destroy();
     generation = null;
   }
 }

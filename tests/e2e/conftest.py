@@ -1,0 +1,221 @@
+"""Fixtures for the end-to-end tests: the built site, a static server, and headless Chromium.
+
+The site under test is the real dist/ (built here, incrementally, by build.py), served by a plain
+static file server on 127.0.0.1. A test that needs a broken or extra file (a corrupt model, say)
+mounts an overlay: a folder served under its own URL prefix, in front of dist/, so the pristine
+site at / is never changed. Chromium is the system's (build.find_chromium), never a download.
+
+`python3 build.py test` sets MAMBA_WASM_E2E_REQUIRED=1: then a missing browser or Playwright is a
+failure; run by hand without them, these tests are skipped with the reason.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import posixpath
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+READY_TIMEOUT_MS = 180_000  # Pyodide's first start on a loaded 2-core machine can take a while
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMINGS = {}  # name -> text, printed at the end of the run
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("mamba_wasm_build", ROOT / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+
+
+def _unavailable(reason):
+    if os.environ.get("MAMBA_WASM_E2E_REQUIRED") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("end-to-end timings (headless Chromium)")
+        for name, text in TIMINGS.items():
+            terminalreporter.write_line(f"{name}: {text}")
+
+
+# ---- the site and its server -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def dist():
+    try:
+        build.build(quiet=True)
+    except build.BuildError as e:
+        pytest.fail(f"building dist/ failed: {e}")
+    return build.DIST
+
+
+class _OverlayHandler(build.StaticHandler):
+    """build.py's static handler; a path under a mounted prefix is served from that overlay
+    folder when it has the file, else from dist/ (the rest of the URL after the prefix)."""
+
+    quiet = True
+    mounts = {}  # prefix ("fault-corrupt") -> overlay folder
+    requested = []  # every path asked for, in order
+
+    def translate_path(self, path):
+        _OverlayHandler.requested.append(path)
+        clean = posixpath.normpath(urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0]))
+        parts = [p for p in clean.split("/") if p and p not in (".", "..")]
+        if parts and parts[0] in self.mounts:
+            candidate = self.mounts[parts[0]].joinpath(*parts[1:])
+            if candidate.is_file():
+                return str(candidate)
+            return str(build.DIST.joinpath(*parts[1:]))
+        return super().translate_path(path)
+
+
+@pytest.fixture(scope="session")
+def server(dist):
+    httpd = build.make_server(dist, port=0, handler=_OverlayHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def mount(server, tmp_path_factory):
+    """mount(prefix, {relative path: bytes}) -> the URL of dist/ with those files overlaid."""
+
+    def add(prefix, files):
+        folder = tmp_path_factory.mktemp(prefix)
+        for rel, data in files.items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        _OverlayHandler.mounts[prefix] = folder
+        return f"{server}{prefix}/"
+
+    return add
+
+
+# ---- the browser -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed (pip install -r requirements-test.txt)")
+    try:
+        executable = build.find_chromium()
+    except build.BuildError as e:
+        _unavailable(str(e))
+    if executable is None:
+        _unavailable("no Chromium found: set MAMBA_WASM_CHROMIUM, or install one "
+                     "(apt-get install -y chromium); `python3 build.py test` does this")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+class Site:
+    """One browser context (its own Cache API storage) and page, with every request recorded."""
+
+    def __init__(self, browser, base_url):
+        self.base_url = base_url
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.requests = []
+        self.context.on("request", lambda request: self.requests.append(request.url))
+        self.page = self.context.new_page()
+        self.console = []
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def open(self, query=""):
+        """Load the page and wait until it settles (ready or error); seconds it took."""
+        started = time.monotonic()
+        self.page.goto(self.base_url + query)
+        self.wait_state("ready", "error", timeout_ms=READY_TIMEOUT_MS)
+        return time.monotonic() - started
+
+    def phases(self):
+        """The worker's time per loading phase, as "name 1.23 s" text."""
+        raw = json.loads(self.page.get_attribute("body", "data-timings") or "{}")
+        return ", ".join(f"{k.removesuffix('_ms')} {v / 1000:.2f} s" for k, v in raw.items())
+
+    def state(self):
+        return self.page.get_attribute("body", "data-state")
+
+    def wait_state(self, *states, timeout_ms=60_000):
+        selector = ", ".join(f"body[data-state={s}]" for s in states)
+        try:
+            self.page.wait_for_selector(selector, timeout=timeout_ms)
+        except Exception:
+            print("\n".join(self.console[-30:]))
+            raise
+
+    def text(self, testid):
+        return self.page.text_content(f"[data-testid={testid}]")
+
+    def fill(self, **params):
+        for testid, value in params.items():
+            self.page.fill(f"[data-testid={testid.replace('_', '-')}]", str(value))
+
+    def generate(self, prompt="The ", wait=True, **params):
+        self.page.fill("[data-testid=prompt]", prompt)
+        self.fill(**params)
+        self.page.click("[data-testid=generate]")
+        if wait:
+            self.wait_state("ready", "error")
+            return self.text("output")
+        return None
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def site(browser, server):
+    """A page of the default site that reached ready, shared by the tests of one module."""
+    site = Site(browser, server)
+    seconds = site.open()
+    assert site.state() == "ready", f"page did not reach ready: {site.text('error')}"
+    TIMINGS["time to ready, cold (new browser context, empty Cache API)"] = \
+        f"{seconds:.2f} s ({site.phases()})"
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def new_site(browser, server):
+    """A fresh browser context for tests that need their own (nothing cached)."""
+    sites = []
+
+    def make(base_url=server):
+        sites.append(Site(browser, base_url))
+        return sites[-1]
+
+    yield make
+    for s in sites:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def timings():
+    """A dict: name -> measured figure, printed in pytest's summary at the end of the run."""
+    return TIMINGS
