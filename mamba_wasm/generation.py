@@ -27,16 +27,18 @@ class Session:
         self.generated_ids = []
         self.max_new_tokens = 0
         self.done = True
+        self._eos = None
         self.prompt_state_reused = False
         self.prefill_seconds = 0.0
         self._prompt = None
         self._prompt_ids = []
         self._after_prompt = None  # (state, logits) right after the prompt, for Regenerate
 
-    def start(self, prompt, max_new_tokens=200, **sampling):
+    def start(self, prompt, max_new_tokens=200, stop_at_eos=True, **sampling):
         """Run the prompt (or restore its saved state) and get ready to generate.
 
-        `sampling` holds SamplingParams fields. Returns the number of prompt tokens.
+        `sampling` holds SamplingParams fields. With stop_at_eos False, an end-of-text token is
+        generated like any other (benchmarks need an exact length). Returns the number of prompt tokens.
         """
         params = SamplingParams(**sampling)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -61,6 +63,7 @@ class Session:
         self._sampler = Sampler(params)
         self._detok = StreamingDetokenizer(self.tokenizer)
         self.generated_ids, self.max_new_tokens, self.done = [], max_new_tokens, False
+        self._eos = self.tokenizer.eos_token_id if stop_at_eos else None
         return self.n_prompt
 
     def advance(self, n_tokens=1):
@@ -71,7 +74,7 @@ class Session:
                 break
             token = self._sampler(self._logits, self._seen)
             self.generated_ids.append(token)
-            if token == self.tokenizer.eos_token_id:
+            if token == self._eos:
                 self.done = True
                 break
             pieces.append(self._detok.push(token))

@@ -104,3 +104,15 @@ def test_long_prompt_is_prefilled_in_blocks(model, tokenizer, monkeypatch):
     expected = run(Session(model, tokenizer), prompt, 5, temperature=0)
     monkeypatch.setattr(generation, "PREFILL_BLOCK", 7)
     assert run(Session(model, tokenizer), prompt, 5, temperature=0) == expected
+
+
+def test_end_of_text_can_be_ignored_for_an_exact_length(model, tokenizer, monkeypatch):
+    session = Session(model, tokenizer)
+    run(session, "Stop", 3, temperature=0)
+    first = session.generated_ids[0]
+    monkeypatch.setattr(type(tokenizer), "eos_token_id", property(lambda self: first))
+    session = Session(model, tokenizer)
+    session.start("Stop", 10, stop_at_eos=False, temperature=0)
+    while not session.done:
+        session.advance(4)
+    assert session.n_generated == 10 and session.generated_ids[0] == first
