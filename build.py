@@ -491,14 +491,16 @@ def main(argv=None):
     serve_parser = commands.add_parser("serve", help="build, then serve dist/ on 127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--host", default="127.0.0.1")
-    test_parser = commands.add_parser("test", help="install what the tests need, build, run pytest")
-    test_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    commands.add_parser("test", help="install what the tests need, build, run pytest "
+                        "(further arguments go to pytest)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "serve":
             serve(args.host, args.port)
         elif args.command == "test":
-            return test(args.pytest_args)
+            return test(extra)
         else:
             build()
     except BuildError as e:
