@@ -12,9 +12,10 @@ Why a separate module: HF's pure-PyTorch Mamba ("slow_forward") materialises the
 Here the causal depthwise conv (+ silu) and the selective scan (+ softplus, D skip and silu(z)
 gate, as in mamba_ssm's selective_scan_fn) are small C kernels, compiled with gcc on first use
 (cached under .cache/fast_mamba), loaded with ctypes and parallel over batch/channels with OpenMP.
-The scan keeps the state h (n floats per channel) in registers:
+Both loop over blocks of 16 adjacent channels innermost (one SIMD instruction per operation,
+contiguous loads). The scan keeps the state h (n x 16 floats per block) in registers / L1:
     forward:  h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t;   y_t = <h_t, C_t>
-    backward: per channel, recompute h_0..h_l into a small buffer (l * n floats, in cache), then
+    backward: per block, recompute h_0..h_l into a buffer ((l+1) * n * 16 floats, in L2), then
               run the adjoint recurrence backwards in time (dh_{t-1} = exp(delta_t * A) * dh_t).
 Everything else (projections, norms, loss) is ordinary PyTorch autograd. Tensors stay time-major
 (b, l, d_in), as nn.Linear produces them, so no transposes are needed.
@@ -44,65 +45,83 @@ import torch.nn.functional as F
 _KERNELS_C = r"""
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* Channels are processed in blocks of CB adjacent channels, the innermost loop, so every
+   per-channel operation is one SIMD instruction and every load of a (b, l, d_in) tensor is
+   contiguous. d_in must be a multiple of CB (checked by the caller). */
+#define CB 16
 
 static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 static inline float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-/* Causal depthwise conv + silu, time-major: x (b, l, ·) with row stride sx (a view of in_proj's
-   output), w (d_in, k), bias (d_in); u (b, l, d_in) = silu(conv(x)). Channels are independent,
-   so run one channel's time series at a time (its k taps stay in registers). */
-void conv_fwd(const float *x, long sx, const float *w, const float *bias, float *u,
+/* Causal depthwise conv + silu, time-major: x (b, l, .) with row stride sx (a view of in_proj's
+   output), wt (k, d_in) (taps transposed by the caller), bias (d_in); u (b, l, d_in). */
+void conv_fwd(const float *x, long sx, const float *wt, const float *bias, float *u,
               int b, int d_in, int l, int k) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int ib = 0; ib < b; ib++)
-        for (int c = 0; c < d_in; c++) {
-            const float *xc = x + (long)ib * l * sx + c;
-            float *uc = u + (long)ib * l * d_in + c;
-            const float *wc = w + (long)c * k;
-            for (int t = 0; t < l; t++) {
-                float acc = bias[c];
-                for (int j = 0; j < k; j++) {
-                    int ts = t - (k - 1) + j;
-                    if (ts >= 0) acc += wc[j] * xc[(long)ts * sx];
+        for (int t = 0; t < l; t++) {
+            float *ut = u + ((long)ib * l + t) * d_in;
+            for (int c0 = 0; c0 < d_in; c0 += CB) {
+                float acc[CB];
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc[j] = bias[c0 + j];
+                for (int q = 0; q < k; q++) {
+                    int ts = t - (k - 1) + q;
+                    if (ts < 0) continue;
+                    const float *xs = x + ((long)ib * l + ts) * sx + c0, *wq = wt + (long)q * d_in + c0;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) acc[j] += wq[j] * xs[j];
                 }
-                uc[(long)t * d_in] = acc * sigm(acc);
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) ut[c0 + j] = acc[j] * sigm(acc[j]);
             }
         }
 }
 
-/* du (b, l, d_in) -> dx (b, l, d_in), dw (d_in, k), dbias (d_in). Parallel over channels
-   (each owns dw[c], dbias[c]). */
-void conv_bwd(const float *x, long sx, const float *w, const float *bias, const float *du,
-              float *dx, float *dw, float *dbias, int b, int d_in, int l, int k) {
+/* du (b, l, d_in) -> dx (b, l, d_in) (zeroed by the caller), dwt (k, d_in), dbias (d_in).
+   Parallel over channel blocks: each thread owns its channels' dwt, dbias, dx. */
+void conv_bwd(const float *x, long sx, const float *wt, const float *bias, const float *du,
+              float *dx, float *dwt, float *dbias, int b, int d_in, int l, int k) {
     #pragma omp parallel for schedule(static)
-    for (int c = 0; c < d_in; c++) {
-        const float *wc = w + (long)c * k;
-        float dwc[16] = {0}, db = 0.f;
-        for (int ib = 0; ib < b; ib++) {
-            const float *xc = x + (long)ib * l * sx + c;
-            const float *duc = du + (long)ib * l * d_in + c;
-            float *dxc = dx + (long)ib * l * d_in + c;
-            for (int t = 0; t < l; t++) dxc[(long)t * d_in] = 0.f;
+    for (int c0 = 0; c0 < d_in; c0 += CB) {
+        float dw[16][CB], db[CB];
+        for (int q = 0; q < k; q++) for (int j = 0; j < CB; j++) dw[q][j] = 0.f;
+        for (int j = 0; j < CB; j++) db[j] = 0.f;
+        for (int ib = 0; ib < b; ib++)
             for (int t = 0; t < l; t++) {
-                float acc = bias[c];
-                for (int j = 0; j < k; j++) {
-                    int ts = t - (k - 1) + j;
-                    if (ts >= 0) acc += wc[j] * xc[(long)ts * sx];
+                float acc[CB], g[CB];
+                const float *dut = du + ((long)ib * l + t) * d_in + c0;
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) acc[j] = bias[c0 + j];
+                for (int q = 0; q < k; q++) {
+                    int ts = t - (k - 1) + q;
+                    if (ts < 0) continue;
+                    const float *xs = x + ((long)ib * l + ts) * sx + c0, *wq = wt + (long)q * d_in + c0;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) acc[j] += wq[j] * xs[j];
                 }
-                float s = sigm(acc);
-                float g = duc[(long)t * d_in] * s * (1.f + acc * (1.f - s));  /* silu' */
-                db += g;
-                for (int j = 0; j < k; j++) {
-                    int ts = t - (k - 1) + j;
-                    if (ts >= 0) {
-                        dwc[j] += g * xc[(long)ts * sx];
-                        dxc[(long)ts * d_in] += g * wc[j];
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) {
+                    float s = sigm(acc[j]);
+                    g[j] = dut[j] * s * (1.f + acc[j] * (1.f - s));  /* silu' */
+                    db[j] += g[j];
+                }
+                for (int q = 0; q < k; q++) {
+                    int ts = t - (k - 1) + q;
+                    if (ts < 0) continue;
+                    const float *xs = x + ((long)ib * l + ts) * sx + c0, *wq = wt + (long)q * d_in + c0;
+                    float *dxs = dx + ((long)ib * l + ts) * d_in + c0;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) {
+                        dw[q][j] += g[j] * xs[j];
+                        dxs[j] += g[j] * wq[j];
                     }
                 }
             }
-        }
-        for (int j = 0; j < k; j++) dw[(long)c * k + j] = dwc[j];
-        dbias[c] = db;
+        for (int q = 0; q < k; q++) for (int j = 0; j < CB; j++) dwt[(long)q * d_in + c0 + j] = dw[q][j];
+        for (int j = 0; j < CB; j++) dbias[c0 + j] = db[j];
     }
 }
 
@@ -110,116 +129,145 @@ void conv_bwd(const float *x, long sx, const float *w, const float *bias, const 
    selective_scan_fn with D, z, delta_bias, delta_softplus=True):
      delta = softplus(dr + dt_bias);  h_t = exp(delta*A) h_{t-1} + delta*u*B_t;
      y_t = (<h_t, C_t> + D*u) * silu(z_t)
-   Time-major: u, dr, y (b, l, d_in) contiguous; z (b, l, ·) with row stride sz; B, C (b, l, n).
-   Strided per-channel reads are cheap: neighbouring channels reuse the same cache lines. */
-void scan_fwd(const float *u, const float *dr, const float *dt_bias, const float *A,
+   Time-major: u, dr, y (b, l, d_in) contiguous; z (b, l, .) with row stride sz; B, C (b, l, n);
+   At (n, d_in) = A transposed. State per block: h[n][CB], in registers/L1. */
+void scan_fwd(const float *u, const float *dr, const float *dt_bias, const float *At,
               const float *Bm, const float *Cm, const float *D, const float *z, long sz,
               float *y, int b, int d_in, int l, int n) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int ib = 0; ib < b; ib++)
-        for (int c = 0; c < d_in; c++) {
-            const long o = (long)ib * l * d_in + c;
-            const float *Bb = Bm + (long)ib * l * n, *Cb = Cm + (long)ib * l * n;
-            const float *zc = z + (long)ib * l * sz + c;
-            const float *Ac = A + (long)c * n;
-            float h[64];
-            for (int s = 0; s < n; s++) h[s] = 0.f;
+        for (int c0 = 0; c0 < d_in; c0 += CB) {
+            float h[64][CB];
+            for (int s = 0; s < n; s++) for (int j = 0; j < CB; j++) h[s][j] = 0.f;
             for (int t = 0; t < l; t++) {
-                const long i = o + (long)t * d_in;
-                const float ut = u[i], dt = softplus(dr[i] + dt_bias[c]), dtu = dt * ut;
-                const float *Bt = Bb + (long)t * n, *Ct = Cb + (long)t * n;
-                float acc = 0.f;
-                #pragma omp simd reduction(+:acc)
-                for (int s = 0; s < n; s++) {
-                    h[s] = expf(dt * Ac[s]) * h[s] + dtu * Bt[s];
-                    acc += h[s] * Ct[s];
+                const long i = ((long)ib * l + t) * d_in + c0;
+                const float *Bt = Bm + ((long)ib * l + t) * n, *Ct = Cm + ((long)ib * l + t) * n;
+                const float *zt = z + ((long)ib * l + t) * sz + c0;
+                float dt[CB], dtu[CB], acc[CB];
+                #pragma omp simd
+                for (int j = 0; j < CB; j++) {
+                    dt[j] = softplus(dr[i + j] + dt_bias[c0 + j]);
+                    dtu[j] = dt[j] * u[i + j];
+                    acc[j] = 0.f;
                 }
-                const float zt = zc[(long)t * sz];
-                y[i] = (acc + D[c] * ut) * zt * sigm(zt);
+                for (int s = 0; s < n; s++) {
+                    const float bs = Bt[s], cs = Ct[s], *As = At + (long)s * d_in + c0;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) {
+                        h[s][j] = expf(dt[j] * As[j]) * h[s][j] + dtu[j] * bs;
+                        acc[j] += h[s][j] * cs;
+                    }
+                }
+                #pragma omp simd
+                for (int j = 0; j < CB; j++)
+                    y[i + j] = (acc[j] + D[c0 + j] * u[i + j]) * zt[j] * sigm(zt[j]);
             }
         }
 }
 
-/* Gradients of scan_fwd. du, ddr (b, l, d_in); dz (b, l, d_in) contiguous; dB, dC (b, l, n)
-   zeroed by the caller; dA_p (b, d_in, n), dD_p, dbias_p (b, d_in): per-batch partial sums the
-   caller reduces. Parallel over the batch so each thread owns dB[ib], dC[ib] (sums over
-   channels). Per channel: recompute h_0..h_l into a small buffer (l*n floats), then run the
-   adjoint recurrence backwards: dh_{t-1} = exp(delta_t A) * dh_t + ... */
-void scan_bwd(const float *u, const float *dr, const float *dt_bias, const float *A,
+/* Gradients of scan_fwd. du, ddr, dz (b, l, d_in); dB, dC (b, l, n) zeroed by the caller;
+   dAt_p (b, n, d_in), dD_p, dbias_p (b, d_in): per-batch partial sums the caller reduces.
+   Parallel over the batch, so each thread owns dB[ib], dC[ib] (they sum over channels).
+   Per block: recompute h_0..h_l into a buffer (l+1)*n*CB floats, then run the adjoint
+   recurrence backwards: dh_{t-1} = exp(delta_t A) * dh_t. */
+void scan_bwd(const float *u, const float *dr, const float *dt_bias, const float *At,
               const float *Bm, const float *Cm, const float *D, const float *z, long sz,
-              const float *gy, float *du, float *ddr, float *dz, float *dA_p, float *dB,
+              const float *gy, float *du, float *ddr, float *dz, float *dAt_p, float *dB,
               float *dC, float *dD_p, float *dbias_p, int b, int d_in, int l, int n) {
     #pragma omp parallel
     {
-        float *hs = (float *)malloc(sizeof(float) * (size_t)(l + 1) * n);  /* h_0..h_l */
-        float *as = (float *)malloc(sizeof(float) * (size_t)l * n);        /* exp(delta_t A) */
-        float *dts = (float *)malloc(sizeof(float) * (size_t)l);
+        float *hs = (float *)aligned_alloc(64, sizeof(float) * (size_t)(l + 1) * n * CB);
+        float *dts = (float *)aligned_alloc(64, sizeof(float) * (size_t)l * CB);
         #pragma omp for schedule(static)
         for (int ib = 0; ib < b; ib++) {
-            const float *Bb = Bm + (long)ib * l * n, *Cb = Cm + (long)ib * l * n;
-            float *dBb = dB + (long)ib * l * n, *dCb = dC + (long)ib * l * n;
-            for (int c = 0; c < d_in; c++) {
-                const long o = (long)ib * l * d_in + c;
-                const float *zc = z + (long)ib * l * sz + c;
-                const float *Ac = A + (long)c * n;
-                for (int s = 0; s < n; s++) hs[s] = 0.f;
+            for (int c0 = 0; c0 < d_in; c0 += CB) {
+                for (int s = 0; s < n * CB; s++) hs[s] = 0.f;
                 for (int t = 0; t < l; t++) {
-                    const long i = o + (long)t * d_in;
-                    const float dt = softplus(dr[i] + dt_bias[c]), dtu = dt * u[i];
-                    const float *Bt = Bb + (long)t * n;
-                    float *hp = hs + (long)t * n, *hn = hp + n, *at = as + (long)t * n;
-                    dts[t] = dt;
+                    const long i = ((long)ib * l + t) * d_in + c0;
+                    const float *Bt = Bm + ((long)ib * l + t) * n;
+                    float *hp = hs + (long)t * n * CB, *hn = hp + n * CB, *dt = dts + (long)t * CB;
+                    float dtu[CB];
                     #pragma omp simd
+                    for (int j = 0; j < CB; j++) {
+                        dt[j] = softplus(dr[i + j] + dt_bias[c0 + j]);
+                        dtu[j] = dt[j] * u[i + j];
+                    }
                     for (int s = 0; s < n; s++) {
-                        at[s] = expf(dt * Ac[s]);
-                        hn[s] = at[s] * hp[s] + dtu * Bt[s];
+                        const float bs = Bt[s], *As = At + (long)s * d_in + c0;
+                        #pragma omp simd
+                        for (int j = 0; j < CB; j++)
+                            hn[s * CB + j] = expf(dt[j] * As[j]) * hp[s * CB + j] + dtu[j] * bs;
                     }
                 }
-                float dh[64], dAacc[64], dDacc = 0.f, dbacc = 0.f;
-                for (int s = 0; s < n; s++) { dh[s] = 0.f; dAacc[s] = 0.f; }
+                float dh[64][CB], dA[64][CB], dDa[CB], dba[CB];
+                for (int s = 0; s < n; s++) for (int j = 0; j < CB; j++) { dh[s][j] = 0.f; dA[s][j] = 0.f; }
+                for (int j = 0; j < CB; j++) { dDa[j] = 0.f; dba[j] = 0.f; }
                 for (int t = l - 1; t >= 0; t--) {
-                    const long i = o + (long)t * d_in;
-                    const float ut = u[i], dt = dts[t], zt = zc[(long)t * sz];
-                    const float *Bt = Bb + (long)t * n, *Ct = Cb + (long)t * n;
-                    float *dBt = dBb + (long)t * n, *dCt = dCb + (long)t * n;
-                    const float *hp = hs + (long)t * n, *hn = hp + n, *at = as + (long)t * n;
-                    float ys = 0.f;
-                    #pragma omp simd reduction(+:ys)
-                    for (int s = 0; s < n; s++) ys += hn[s] * Ct[s];
-                    const float sg = sigm(zt), gate = zt * sg;
-                    dz[i] = gy[i] * (ys + D[c] * ut) * sg * (1.f + zt * (1.f - sg));
-                    const float g = gy[i] * gate;             /* d y_scan */
-                    dDacc += g * ut;
-                    float ddt = 0.f, dut = g * D[c];
-                    #pragma omp simd reduction(+:ddt, dut)
+                    const long i = ((long)ib * l + t) * d_in + c0;
+                    const float *Bt = Bm + ((long)ib * l + t) * n, *Ct = Cm + ((long)ib * l + t) * n;
+                    float *dBt = dB + ((long)ib * l + t) * n, *dCt = dC + ((long)ib * l + t) * n;
+                    const float *zt = z + ((long)ib * l + t) * sz + c0;
+                    const float *hp = hs + (long)t * n * CB, *hn = hp + n * CB, *dt = dts + (long)t * CB;
+                    float ys[CB], g[CB], ddt[CB], dut[CB], ut[CB];
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) { ys[j] = 0.f; ut[j] = u[i + j]; }
                     for (int s = 0; s < n; s++) {
-                        dh[s] += g * Ct[s];
-                        dCt[s] += g * hn[s];
-                        const float da = dh[s] * hp[s] * at[s];  /* d(dt*A) of a_t*h_{t-1} */
-                        ddt += da * Ac[s] + dh[s] * ut * Bt[s];
-                        dAacc[s] += da * dt;
-                        dBt[s] += dh[s] * dt * ut;
-                        dut += dh[s] * dt * Bt[s];
-                        dh[s] *= at[s];
+                        const float cs = Ct[s];
+                        #pragma omp simd
+                        for (int j = 0; j < CB; j++) ys[j] += hn[s * CB + j] * cs;
                     }
-                    du[i] = dut;
-                    const float dpre = ddt * (1.f - expf(-dt));  /* softplus'(x) = 1 - exp(-softplus(x)) */
-                    ddr[i] = dpre;
-                    dbacc += dpre;
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) {
+                        const float sg = sigm(zt[j]);
+                        dz[i + j] = gy[i + j] * (ys[j] + D[c0 + j] * ut[j]) * sg * (1.f + zt[j] * (1.f - sg));
+                        g[j] = gy[i + j] * zt[j] * sg;                  /* d y_scan */
+                        dDa[j] += g[j] * ut[j];
+                        dut[j] = g[j] * D[c0 + j];
+                        ddt[j] = 0.f;
+                    }
+                    for (int s = 0; s < n; s++) {
+                        const float bs = Bt[s], cs = Ct[s], *As = At + (long)s * d_in + c0;
+                        float dc = 0.f, dbb = 0.f;
+                        #pragma omp simd reduction(+:dc, dbb)
+                        for (int j = 0; j < CB; j++) {
+                            const float a = expf(dt[j] * As[j]);
+                            dh[s][j] += g[j] * cs;                      /* y_t = <h_t, C_t> */
+                            dc += g[j] * hn[s * CB + j];
+                            const float da = dh[s][j] * hp[s * CB + j] * a;  /* d(dt*A) of a*h_{t-1} */
+                            ddt[j] += da * As[j] + dh[s][j] * ut[j] * bs;
+                            dA[s][j] += da * dt[j];
+                            dbb += dh[s][j] * dt[j] * ut[j];
+                            dut[j] += dh[s][j] * dt[j] * bs;
+                            dh[s][j] *= a;                              /* dh_{t-1} */
+                        }
+                        dCt[s] += dc;
+                        dBt[s] += dbb;
+                    }
+                    #pragma omp simd
+                    for (int j = 0; j < CB; j++) {
+                        du[i + j] = dut[j];
+                        const float dpre = ddt[j] * (1.f - expf(-dt[j]));  /* softplus' = 1 - exp(-softplus) */
+                        ddr[i + j] = dpre;
+                        dba[j] += dpre;
+                    }
                 }
-                float *dAc = dA_p + ((long)ib * d_in + c) * n;
-                for (int s = 0; s < n; s++) dAc[s] = dAacc[s];
-                dD_p[(long)ib * d_in + c] = dDacc;
-                dbias_p[(long)ib * d_in + c] = dbacc;
+                for (int s = 0; s < n; s++)
+                    for (int j = 0; j < CB; j++) dAt_p[((long)ib * n + s) * d_in + c0 + j] = dA[s][j];
+                for (int j = 0; j < CB; j++) {
+                    dD_p[(long)ib * d_in + c0 + j] = dDa[j];
+                    dbias_p[(long)ib * d_in + c0 + j] = dba[j];
+                }
             }
         }
-        free(hs); free(as); free(dts);
+        free(hs);
+        free(dts);
     }
 }
 """
 
 _MAX_STATE = 64
 _MAX_CONV = 16
+_CHANNEL_BLOCK = 16  # CB in the C code
 _lib = None
 
 
@@ -275,24 +323,24 @@ class CausalConvSilu(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         x, sx = _rows(x)
         b, l, d_in = x.shape
-        w = weight.reshape(d_in, -1).contiguous().float()
+        wt = weight.reshape(d_in, -1).t().contiguous().float()   # (k, d_in)
         bias = bias.contiguous().float()
-        assert w.shape[1] <= _MAX_CONV
+        assert wt.shape[0] <= _MAX_CONV and d_in % _CHANNEL_BLOCK == 0
         u = torch.empty(b, l, d_in)
-        _kernel().conv_fwd(_p(x), sx, _p(w), _p(bias), _p(u), b, d_in, l, w.shape[1])
-        ctx.save_for_backward(x, w, bias)
+        _kernel().conv_fwd(_p(x), sx, _p(wt), _p(bias), _p(u), b, d_in, l, wt.shape[0])
+        ctx.save_for_backward(x, wt, bias)
         ctx.sx, ctx.wshape = sx, weight.shape
         return u
 
     @staticmethod
     def backward(ctx, du):
-        x, w, bias = ctx.saved_tensors
+        x, wt, bias = ctx.saved_tensors
         du = du.contiguous().float()
         b, l, d_in = du.shape
-        dx, dw, dbias = torch.empty(b, l, d_in), torch.empty_like(w), torch.empty_like(bias)
-        _kernel().conv_bwd(_p(x), ctx.sx, _p(w), _p(bias), _p(du), _p(dx), _p(dw), _p(dbias),
-                           b, d_in, l, w.shape[1])
-        return dx, dw.reshape(ctx.wshape), dbias
+        dx, dwt, dbias = torch.zeros(b, l, d_in), torch.empty_like(wt), torch.empty_like(bias)
+        _kernel().conv_bwd(_p(x), ctx.sx, _p(wt), _p(bias), _p(du), _p(dx), _p(dwt), _p(dbias),
+                           b, d_in, l, wt.shape[0])
+        return dx, dwt.t().reshape(ctx.wshape), dbias
 
 
 class SelectiveScan(torch.autograd.Function):
@@ -304,31 +352,33 @@ class SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, dr, dt_bias, A, B, C, D, z):
-        u, dr, dt_bias, A, B, C, D = (t.contiguous().float() for t in (u, dr, dt_bias, A, B, C, D))
+        At = A.t()                                              # (n, d_in)
+        u, dr, dt_bias, At, B, C, D = (t.contiguous().float() for t in (u, dr, dt_bias, At, B, C, D))
         z, sz = _rows(z)
         b, l, d_in = u.shape
-        n = A.shape[1]
+        n = At.shape[0]
         assert n <= _MAX_STATE, f"d_state {n} > {_MAX_STATE}"
+        assert d_in % _CHANNEL_BLOCK == 0, f"intermediate_size {d_in} not a multiple of {_CHANNEL_BLOCK}"
         y = torch.empty_like(u)
-        _kernel().scan_fwd(_p(u), _p(dr), _p(dt_bias), _p(A), _p(B), _p(C), _p(D), _p(z), sz,
+        _kernel().scan_fwd(_p(u), _p(dr), _p(dt_bias), _p(At), _p(B), _p(C), _p(D), _p(z), sz,
                            _p(y), b, d_in, l, n)
-        ctx.save_for_backward(u, dr, dt_bias, A, B, C, D, z)
+        ctx.save_for_backward(u, dr, dt_bias, At, B, C, D, z)
         ctx.sz = sz
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        u, dr, dt_bias, A, B, C, D, z = ctx.saved_tensors
+        u, dr, dt_bias, At, B, C, D, z = ctx.saved_tensors
         gy = gy.contiguous().float()
         b, l, d_in = u.shape
-        n = A.shape[1]
+        n = At.shape[0]
         du, ddr, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
-        dA_p, dD_p, dbias_p = torch.empty(b, d_in, n), torch.empty(b, d_in), torch.empty(b, d_in)
+        dAt_p, dD_p, dbias_p = torch.empty(b, n, d_in), torch.empty(b, d_in), torch.empty(b, d_in)
         dB, dC = torch.zeros_like(B), torch.zeros_like(C)
-        _kernel().scan_bwd(_p(u), _p(dr), _p(dt_bias), _p(A), _p(B), _p(C), _p(D), _p(z), ctx.sz,
-                           _p(gy), _p(du), _p(ddr), _p(dz), _p(dA_p), _p(dB), _p(dC), _p(dD_p),
+        _kernel().scan_bwd(_p(u), _p(dr), _p(dt_bias), _p(At), _p(B), _p(C), _p(D), _p(z), ctx.sz,
+                           _p(gy), _p(du), _p(ddr), _p(dz), _p(dAt_p), _p(dB), _p(dC), _p(dD_p),
                            _p(dbias_p), b, d_in, l, n)
-        return du, ddr, dbias_p.sum(0), dA_p.sum(0), dB, dC, dD_p.sum(0), dz
+        return du, ddr, dbias_p.sum(0), dAt_p.sum(0).t(), dB, dC, dD_p.sum(0), dz
 
 
 # ---------------------------------------------------------------------------------------------
