@@ -13,7 +13,7 @@ import pytest
 from mamba_wasm.errors import SafetensorsError
 from mamba_wasm.safetensors import BFLOAT16, MAX_HEADER_BYTES, read_safetensors, to_float32
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+import safetensors.numpy as safetensors_numpy  # installed by the test command
 
 SOURCE = "dir/model.safetensors"
 
@@ -93,8 +93,8 @@ def test_bf16_by_hand():
 
 
 def test_bf16_parity_with_torch():
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    import torch
+    import safetensors.torch as safetensors_torch
     generator = torch.Generator().manual_seed(0)
     tensors = {
         "w": torch.randn(6, 5, generator=generator).to(torch.bfloat16),
