@@ -114,6 +114,17 @@ def test_decode_speed(site, timings):
     timings["decode, default model"] = f"{rate:.1f} tokens/s over {site.text('token-count')} tokens"
 
 
+def test_python_error_is_readable_and_the_page_stays_usable(site):
+    site.generate("", max_new_tokens=5)
+    assert site.state() == "ready"
+    message = site.text("error")
+    assert site.page.is_visible("[data-testid=error]")
+    assert "prompt" in message and "Traceback" not in message, message
+    site.generate("Fine again", max_new_tokens=5, seed=1)
+    assert_finished(site, 5)
+    assert site.page.is_hidden("[data-testid=error]")
+
+
 def test_no_request_leaves_the_origin(site, server):
     site.generate("Offline", max_new_tokens=5)
     origin = urllib.parse.urlsplit(server)
