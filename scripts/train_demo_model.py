@@ -47,7 +47,7 @@ def parse_args():
     p.add_argument("--d-state", type=int, default=16)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--min-lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=100)
