@@ -80,6 +80,12 @@ def log(message):
     print(f"[build] {message}", flush=True)
 
 
+def shown(path):
+    """A path as the user knows it: relative to the repository when inside it."""
+    path = pathlib.Path(path)
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -163,7 +169,7 @@ def numpy_wheel_spec():
 def _from_cache(name, sha256):
     path = WHEEL_CACHE / name
     if not path.is_file():
-        raise BuildError(f"not in {path.parent.relative_to(ROOT)}/")
+        raise BuildError(f"no {name} in {shown(path.parent)}/")
     actual = sha256_file(path)
     if actual != sha256:
         path.unlink()
@@ -387,12 +393,16 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # restart at once after Ctrl+C (Linux still refuses two listeners)
+
+
 def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler):
     """A threading HTTP server for `directory`; port 0 picks a free one."""
     bound = functools.partial(handler, directory=str(directory))
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
     try:
-        return http.server.ThreadingHTTPServer((host, port), bound)
+        return _Server((host, port), bound)
     except OSError as e:
         raise BuildError(f"cannot listen on {host}:{port}: {e.strerror or e}. "
                          "Pick another port with --port N.") from None
