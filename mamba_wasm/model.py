@@ -28,6 +28,7 @@ and johnma2006/mamba-minimal. Differences, each deliberate:
     differ by less than float32 resolution.
 """
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -126,11 +127,17 @@ class Mamba:
 
 def _rmsnorm(u, scale, eps):
     """u (..., d) scaled to unit root-mean-square, then by `scale` (d,). MambaRMSNorm."""
+    if u.ndim == 1:  # one token: a dot product beats np.mean's Python-level overhead in Pyodide
+        return u * (scale / np.float32(math.sqrt(float(np.dot(u, u)) / u.shape[0] + eps)))
     return u / np.sqrt(np.mean(u * u, axis=-1, keepdims=True) + eps) * scale
 
 
 def _silu(x):
-    return x / (1.0 + np.exp(-x))
+    """x * sigmoid(x), computed in one scratch array."""
+    t = np.negative(x)
+    np.exp(t, out=t)
+    t += 1.0
+    return np.divide(x, t, out=t)
 
 
 def _softplus(x):
@@ -140,7 +147,9 @@ def _softplus(x):
 def _linear(x, weight, bias):
     """x (..., in) times weight (out, in).T, plus bias (out,) when the checkpoint has one."""
     y = _project(x, weight)
-    return y if bias is None else y + bias
+    if bias is not None:
+        y += bias
+    return y
 
 
 def _mixer_step(u, w, conv_state, h):
@@ -151,19 +160,22 @@ def _mixer_step(u, w, conv_state, h):
 
     conv_state[:, :-1] = conv_state[:, 1:]  # shift the window one step back in time
     conv_state[:, -1] = x
-    x = np.sum(conv_state * w.conv, axis=1)  # (d_in,)
+    x = np.einsum("ik,ik->i", conv_state, w.conv)  # (d_in,)
     if w.conv_bias is not None:
         x += w.conv_bias
     x = _silu(x)
 
     dt_bc = _project(x, w.x_proj)  # (r + 2n,)
     r = dt_bc.shape[0] - 2 * n
-    dt = _softplus(_project(dt_bc[:r], w.dt_proj) + w.dt_proj_bias)  # (d_in,)
+    dt = _softplus(_linear(dt_bc[:r], w.dt_proj, w.dt_proj_bias))  # (d_in,)
     B, C = dt_bc[r : r + n], dt_bc[r + n :]  # (n,), (n,)
 
-    h *= np.exp(dt[:, None] * w.A)  # (d_in, n)
-    h += (dt * x)[:, None] * B  # (d_in, n)
-    y = (h @ C + w.D * x) * _silu(z)  # (d_in,)
+    decay = dt[:, None] * w.A  # (d_in, n): reused below for dBx
+    h *= np.exp(decay, out=decay)
+    h += np.multiply.outer(dt * x, B, out=decay)  # (d_in, n)
+    y = np.einsum("in,n->i", h, C)  # (d_in,)
+    y += w.D * x
+    y *= _silu(z)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (d,)
 
 
