@@ -22,6 +22,7 @@ const TOKEN_FLUSH_MS = 30;  // send text to the page at most this often (and at 
 
 let manifest = null;  // manifest.json: {files: {path: {sha256, size}}, package, numpy, ...}
 let pyodide = null;
+let PythonError = null;  // pyodide.ffi.PythonError: how a Python exception arrives in JavaScript
 let py = null;        // proxies of the Python functions used here, kept for the worker's life
 let loaded = null;    // the current model: {name, model, tokenizer, session, start, advance} proxies
 let generation = null;  // {id, stopRequested}
@@ -172,22 +173,24 @@ async function startPython(id, report, lap) {
     served.set(new URL(path, self.location.href).href, bytes.get(path));
   }
   const restoreFetch = serveFromMemory(served);
+  let instance;  // becomes `pyodide` only once everything below worked: a failed start is redone
   try {
-    pyodide = await self.loadPyodide({
+    instance = await self.loadPyodide({
       indexURL: new URL("pyodide/", self.location.href).href,
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
     });
+    PythonError = instance.ffi.PythonError;
     lap("python_ms");
     busy(id, "Loading NumPy…");
-    await pyodide.loadPackage("numpy", { messageCallback: () => {}, checkIntegrity: false });
+    await instance.loadPackage("numpy", { messageCallback: () => {}, checkIntegrity: false });
     lap("numpy_ms");
   } finally {
     restoreFetch();
   }
   busy(id, "Loading mamba_wasm…");
-  pyodide.unpackArchive(bytes.get(manifest.package), "wheel");
-  const mambaWasm = pyodide.pyimport("mamba_wasm");
+  instance.unpackArchive(bytes.get(manifest.package), "wheel");
+  const mambaWasm = instance.pyimport("mamba_wasm");
   lap("package_ms");
   const tokenizerClass = mambaWasm.Tokenizer;
   py = {  // looked up once (each attribute read of a PyProxy makes a new proxy), kept for good
@@ -197,9 +200,10 @@ async function startPython(id, report, lap) {
     tokenizerFromJson: tokenizerClass.from_json,
     Session: mambaWasm.Session,
     MambaWasmError: mambaWasm.MambaWasmError,
-    builtins: pyodide.pyimport("builtins"),
-    sys: pyodide.pyimport("sys"),
+    builtins: instance.pyimport("builtins"),
+    sys: instance.pyimport("sys"),
   };
+  pyodide = instance;
 }
 
 // ---- requests ----------------------------------------------------------------------------------
@@ -223,18 +227,18 @@ async function load(msg) {
   const listed = urls.map((url) => manifestPath(url));
   const modelBytes = listed.reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
   let runtimeBytes = 0;
-  if (pyodide === null) {
+  if (py === null) {
     for (const path of [...RUNTIME_FILES, manifest.numpy, manifest.package]) {
       runtimeBytes += manifest.files[path].size;
     }
   }
   const report = progressReporter(msg.id,
-    pyodide === null ? "Downloading Python, NumPy and the model…" : `Downloading ${name}…`,
+    py === null ? "Downloading Python, NumPy and the model…" : `Downloading ${name}…`,
     runtimeBytes + modelBytes);
   const modelFiles = Promise.all(urls.map((url, i) => (listed[i]
     ? fetchVerified(listed[i], report) : fetchUnlisted(url, report))));
   modelFiles.catch(() => {});  // awaited below; avoid an unhandled rejection meanwhile
-  if (pyodide === null) await startPython(msg.id, report, lap);
+  if (py === null) await startPython(msg.id, report, lap);
   const contents = await modelFiles;
   lap("model_files_ms");
 
@@ -353,19 +357,19 @@ async function generate(msg) {
 
 // A readable message: the package's own errors by their text, anything else with a short trace.
 function describeError(error) {
-  if (pyodide && error instanceof pyodide.ffi.PythonError && py) {
+  if (!(PythonError && error instanceof PythonError)) {
+    return error && error.message ? error.message : String(error);
+  }
+  if (py) {
     const exc = py.sys.last_exc ?? py.sys.last_value;
     try {
-      if (exc && py.builtins.isinstance(exc, py.MambaWasmError)) {
-        return py.builtins.str(exc);
-      }
+      if (exc && py.builtins.isinstance(exc, py.MambaWasmError)) return py.builtins.str(exc);
     } finally {
       if (exc && exc.destroy) exc.destroy();
     }
-    const lines = error.message.trim().split("\n");
-    return `Python error: ${lines.at(-1)}\n${lines.slice(-8, -1).join("\n")}`;
   }
-  return error && error.message ? error.message : String(error);
+  const lines = error.message.trim().split("\n");
+  return `Python error: ${lines.at(-1)}\n${lines.slice(-8, -1).join("\n")}`;
 }
 
 // ---- dispatch: requests run one at a time, in order; stop is handled at once ------------------

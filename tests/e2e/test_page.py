@@ -119,7 +119,7 @@ def test_python_error_is_readable_and_the_page_stays_usable(site):
     assert site.state() == "ready"
     message = site.text("error")
     assert site.page.is_visible("[data-testid=error]")
-    assert "prompt" in message and "Traceback" not in message, message
+    assert "prompt" in message and not message.startswith("Python error"), message
     site.generate("Fine again", max_new_tokens=5, seed=1)
     assert_finished(site, 5)
     assert site.page.is_hidden("[data-testid=error]")
@@ -170,7 +170,7 @@ def test_corrupt_model_shows_an_error_and_the_page_recovers(new_site, mount, dis
     message = site.text("error")
     assert site.page.is_visible("[data-testid=error]")
     assert "model.safetensors" in message or "corrupt" in message, message
-    assert "Traceback" not in message, f"a package error should read as a sentence: {message}"
+    assert not message.startswith("Python error"), f"a package error reads as a sentence: {message}"
 
     site.page.select_option("[data-testid=model]", index["default"])
     site.wait_state("ready", "error", timeout_ms=60_000)
