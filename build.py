@@ -5,6 +5,9 @@
     python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
     python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
                                        missing, build, then run pytest over tests/ (ARGS go to pytest)
+    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] ...
+                                       convert a local checkpoint into models/NAME and models/index.json,
+                                       checking its logits (scripts/add_model.py; add-model --help)
 
 dist/ is a self-contained static site that makes no request outside its own origin:
     index.html app.js worker.js style.css     the page and its web worker (from web/)
@@ -494,6 +497,16 @@ def test(pytest_args):
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
+def add_model(args):
+    """Run scripts/add_model.py, which needs NumPy (torch only for pytorch_model.bin): with .venv's
+    Python when there is one, else with this one when it has NumPy, else make .venv first."""
+    import importlib.util
+    python = VENV / "bin" / "python"
+    if not python.is_file():
+        python = sys.executable if importlib.util.find_spec("numpy") else ensure_venv()
+    return subprocess.run([str(python), str(ROOT / "scripts" / "add_model.py"), *args]).returncode
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build, serve and test the mamba-wasm site.")
     commands = parser.add_subparsers(dest="command")
@@ -503,14 +516,18 @@ def main(argv=None):
     serve_parser.add_argument("--host", default="127.0.0.1")
     commands.add_parser("test", help="install what the tests need, build, run pytest "
                         "(further arguments go to pytest)")
+    commands.add_parser("add-model", add_help=False, help="convert a local checkpoint into models/ "
+                        "(arguments go to scripts/add_model.py; see add-model --help)")
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "test":
+    if extra and args.command not in ("test", "add-model"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "serve":
             serve(args.host, args.port)
         elif args.command == "test":
             return test(extra)
+        elif args.command == "add-model":
+            return add_model(extra)
         else:
             build()
     except BuildError as e:
