@@ -26,6 +26,7 @@ let current = null;       // the request in flight: {id, type}
 let loadedModel = null;   // name of the model the worker holds, once one loaded
 let models = [];          // entries of models/index.json
 let generationStartedAt = 0;
+let lastRun = {};         // figures of the latest generation, from its started and done messages
 
 // ---- state -------------------------------------------------------------------------------------
 
@@ -170,6 +171,8 @@ const handlers = {
   },
 
   started(msg) {
+    lastRun = { n_prompt: msg.n_prompt, prefill_ms: msg.prefill_ms,
+      prompt_state_reused: msg.prompt_state_reused };
     const prompt = msg.prompt_state_reused ? "state after the prompt reused"
       : `prompt: ${msg.n_prompt} tokens in ${(msg.prefill_ms / 1000).toFixed(2)} s`;
     setStatus(`Generating… (${prompt})`);
@@ -185,6 +188,9 @@ const handlers = {
     if (msg.text) ui.output.append(msg.text);
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
+    Object.assign(lastRun, { reason: msg.reason, n_generated: msg.n_generated,
+      tokens_per_second: msg.tokens_per_second });
+    document.body.dataset.lastRun = JSON.stringify(lastRun);  // for tests and benchmarks
     const why = { stopped: "stopped", length: "reached max new tokens", eos: "end of text" };
     const seconds = ((performance.now() - generationStartedAt) / 1000).toFixed(1);
     setStatus(`Done (${why[msg.reason] || msg.reason}): ${msg.n_generated} tokens in ${seconds} s`);

@@ -153,6 +153,10 @@ class Site:
         raw = json.loads(self.page.get_attribute("body", "data-timings") or "{}")
         return ", ".join(f"{k.removesuffix('_ms')} {v / 1000:.2f} s" for k, v in raw.items())
 
+    def last_run(self):
+        """Figures of the latest generation (prompt tokens, prefill ms, tokens/s, ...)."""
+        return json.loads(self.page.get_attribute("body", "data-last-run") or "{}")
+
     def state(self):
         return self.page.get_attribute("body", "data-state")
 

@@ -89,6 +89,7 @@ def test_same_seed_same_text(site):
     params = dict(max_new_tokens=40, temperature=1.0, top_k=0, top_p=1.0, seed=1234)
     first = site.generate("Seeded", **params)
     second = site.generate("Seeded", **params)
+    assert site.last_run()["prompt_state_reused"], "the same prompt again should reuse its state"
     other = site.generate("Seeded", **{**params, "seed": 4321})
     assert first == second
     assert first != other
@@ -111,6 +112,8 @@ def test_decode_speed(site, timings):
     assert_finished(site, 400)
     rate = float(site.text("tokens-per-second"))
     assert rate > 0
+    run = site.last_run()
+    assert run["n_generated"] == int(site.text("token-count")) and run["n_prompt"] >= 1
     timings["decode, default model"] = f"{rate:.1f} tokens/s over {site.text('token-count')} tokens"
 
 
