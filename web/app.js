@@ -189,7 +189,7 @@ const handlers = {
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
     Object.assign(lastRun, { reason: msg.reason, n_generated: msg.n_generated,
-      tokens_per_second: msg.tokens_per_second });
+      tokens_per_second: msg.tokens_per_second, tokens_after_stop: msg.tokens_after_stop });
     document.body.dataset.lastRun = JSON.stringify(lastRun);  // for tests and benchmarks
     const why = { stopped: "stopped", length: "reached max new tokens", eos: "end of text" };
     const seconds = ((performance.now() - generationStartedAt) / 1000).toFixed(1);

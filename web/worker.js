@@ -9,7 +9,8 @@
 //   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms, timings: {phase: ms}}
 //   started   {n_prompt, prefill_ms, prompt_state_reused}
 //   token     {text, n_generated, tokens_per_second}
-//   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second}
+//   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second,
+//              tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens)}
 //   error     {message, during: "load" | "generate"}
 //
 // Every file comes through fetchVerified: checked against the sha256 in manifest.json and kept in
@@ -25,7 +26,7 @@ let pyodide = null;
 let PythonError = null;  // pyodide.ffi.PythonError: how a Python exception arrives in JavaScript
 let py = null;        // proxies of the Python functions used here, kept for the worker's life
 let loaded = null;    // the current model: {name, model, tokenizer, session, start, advance} proxies
-let generation = null;  // {id, stopRequested}
+let generation = null;  // {id, stopRequested, stoppedAt: tokens generated when Stop arrived}
 
 // ---- files: Cache API keyed by sha256, downloads with progress ---------------------------------
 
@@ -324,7 +325,7 @@ function yieldToEventLoop() {
 
 async function generate(msg) {
   if (loaded === null) throw new Error("No model is loaded yet.");
-  generation = { id: msg.id, stopRequested: false };
+  generation = { id: msg.id, stopRequested: false, stoppedAt: null };
   const { session, start, advance } = loaded;
   try {
     const nPrompt = start.callKwargs(msg.prompt, msg.params);
@@ -349,7 +350,8 @@ async function generate(msg) {
     if (generation.stopRequested) reason = "stopped";
     else if (session.n_generated >= msg.params.max_new_tokens) reason = "length";
     self.postMessage({ type: "done", id: msg.id, reason, text: pending,
-      n_generated: session.n_generated, tokens_per_second: rate() });
+      n_generated: session.n_generated, tokens_per_second: rate(),
+      tokens_after_stop: reason === "stopped" ? session.n_generated - generation.stoppedAt : null });
   } finally {
     generation = null;
   }
@@ -380,7 +382,10 @@ let queue = Promise.resolve();
 self.onmessage = (event) => {
   const msg = event.data;
   if (msg.type === "stop") {
-    if (generation && generation.id === msg.id) generation.stopRequested = true;
+    if (generation && generation.id === msg.id && !generation.stopRequested) {
+      generation.stopRequested = true;
+      generation.stoppedAt = loaded.session.n_generated;
+    }
     return;
   }
   const handler = requests[msg.type];
