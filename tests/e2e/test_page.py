@@ -146,6 +146,8 @@ def test_no_request_leaves_the_origin(site, server):
     # The worker's own fetches are recorded too, so this covers the runtime and the model.
     assert any(p.endswith("pyodide.asm.wasm") for p in paths), sorted(paths)
     assert any(p.endswith("model.safetensors") for p in paths), sorted(paths)
+    problems = [m for m in site.console if m.startswith("pageerror") or "Security Policy" in m]
+    assert not problems, problems
 
 
 def test_warm_visit_is_served_from_the_cache(site, timings):
