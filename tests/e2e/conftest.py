@@ -184,6 +184,15 @@ class Site:
             return self.text("output")
         return None
 
+    def stop(self):
+        """Click Stop if a generation is still running; False if it had already ended. One step
+        in the page, so a generation that ends on its own cannot slip in between check and click."""
+        return self.page.evaluate("""() => {
+            if (document.body.dataset.state !== 'generating') return false;
+            document.querySelector('[data-testid=stop]').click();
+            return true;
+        }""")
+
     def close(self):
         self.context.close()
 
