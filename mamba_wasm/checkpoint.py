@@ -82,6 +82,11 @@ def load_model_from_files(files, source):
 def load_weights(files, config, source):
     """Read, check and convert every tensor the config implies into MambaWeights."""
     tensors, where = _read_tensors(files, source)
+    if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
+        raise CheckpointError(
+            f"{_files_label(files, source)}: config.json says {config.n_layer} layers, "
+            f"but the file holds only {len(tensors)} tensors"
+        )
     expected = _expected_keys(config)
     missing = [key for key in expected if key not in tensors]
     if missing:
@@ -178,7 +183,7 @@ def _weight_map(files, source):
     label = f"{source}/{INDEX_FILE}"
     try:
         index = json.loads(_json_text(files[INDEX_FILE]))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{label}: not valid JSON ({exc})") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(

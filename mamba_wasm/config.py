@@ -7,7 +7,6 @@ The mapping from each layout's keys to ours is written once, here.
 """
 
 import json
-import math
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
@@ -39,7 +38,7 @@ def config_from_json(text, source="config.json"):
     """Parse config.json (str or bytes) of either layout into a MambaConfig."""
     try:
         raw = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
@@ -97,13 +96,15 @@ def _from_original(raw, source):
             raise ConfigError(f"{source}: {meaning} ({key}={raw[key]!r}) are not supported")
     d_model = get("d_model", int)
     multiple = get("pad_vocab_size_multiple", int, 8)
+    if multiple <= 0:
+        raise ConfigError(f"{source}: pad_vocab_size_multiple must be positive, got {multiple}")
     vocab = get("vocab_size", int)
     expand = _typed(ssm, "expand", int, 2, source)
     return _checked(
         MambaConfig(
             d_model=d_model,
             n_layer=get("n_layer", int),
-            vocab_size=math.ceil(vocab / multiple) * multiple,
+            vocab_size=-(-vocab // multiple) * multiple,  # ceil in integers: a float overflows
             d_state=_typed(ssm, "d_state", int, 16, source),
             d_conv=_typed(ssm, "d_conv", int, 4, source),
             expand=expand,
@@ -139,7 +140,7 @@ def _typed(raw, key, kind, default, source):
 
 def _dt_rank(value, d_model, source):
     if value == "auto":
-        return math.ceil(d_model / 16)
+        return -(-d_model // 16)  # ceil in integers: a float overflows
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     raise ConfigError(f"{source}: time step rank must be 'auto' or a positive integer, got {value!r}")

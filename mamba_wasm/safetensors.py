@@ -73,7 +73,12 @@ def read_safetensors(buffer, source="model.safetensors"):
             _check_metadata(entry, source)
             continue
         dtype, shape, begin, end = _check_entry(name, entry, len(body), source)
-        tensors[name] = _view(body, dtype, shape, begin, end)
+        try:
+            tensors[name] = _view(body, dtype, shape, begin, end)
+        except ValueError as exc:  # NumPy's limits: at most 64 axes, each dimension an index
+            raise SafetensorsError(
+                f"{source}: tensor {name!r}: shape {list(shape)!r:.200} is beyond NumPy's limits ({exc})"
+            ) from None
         spans.append((begin, end, name))
     _check_no_overlap(spans, source)
     return tensors
@@ -93,7 +98,7 @@ def to_float32(array):
 def _parse_header(raw, source):
     try:
         header = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SafetensorsError(f"{source}: header is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{source}: header must be a JSON object, got {type(header).__name__}")
@@ -115,7 +120,7 @@ def _check_entry(name, entry, body_len, source):
     for key in ("dtype", "shape", "data_offsets"):
         if key not in entry:
             raise SafetensorsError(f"{where}: entry has no {key!r}")
-    dtype = DTYPES.get(entry["dtype"])
+    dtype = DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
     if dtype is None:
         supported = ", ".join(DTYPES)
         raise SafetensorsError(f"{where}: dtype {entry['dtype']!r} is not supported (supported: {supported})")

@@ -6,6 +6,7 @@ TopPLogitsWarper (https://github.com/huggingface/transformers/blob/main/src/tran
 candle's LogitsProcessor defines temperature, top-k and top-p the same way.
 """
 
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,6 +24,10 @@ class SamplingParams:
     seed: Optional[int] = None  # None draws a fresh seed
 
     def __post_init__(self):
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise InputError(f"{name} must be a number, got {value!r}")
         checks = (
             (self.temperature >= 0, "temperature must be >= 0"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an integer >= 0"),

@@ -198,11 +198,11 @@ class Tokenizer:
 
     def __init__(self, spec: dict, source: str = "tokenizer.json"):
         self._source = source
+        model = _read_model(spec.get("model"), source)  # first: a WordPiece or Unigram file is named as such
         self._nfc = _read_normalizer(spec.get("normalizer"), source)
         self._add_prefix_space = _read_pre_tokenizer(spec.get("pre_tokenizer"), source)
         _check_decoder(spec.get("decoder"), source)
         _check_post_processor(spec.get("post_processor"), source)
-        model = _read_model(spec.get("model"), source)
         self._vocab = model.vocab
         self._merges = model.merges
         self._unk_id = model.unk_id
@@ -215,6 +215,10 @@ class Tokenizer:
         # `simple_id_to_token`); for GPT-NeoX's tokens both forms are the same.
         for t in self._added:
             self._token_of_id[t.id] = self._normalize(t.content) if t.normalized else t.content
+        try:  # JSON's \u escapes can spell a lone surrogate, which has no UTF-8 (HF refuses the file)
+            "".join(self._token_of_id.values()).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise TokenizerError(f"{source}: token {e.object[e.start:e.end]!r} is a lone surrogate, not text") from None
         self._vocab_size = max(self._token_of_id, default=-1) + 1
         self._raw_matcher = _AddedTokenMatcher({t.content: t for t in self._added if not t.normalized})
         self._normalized_matcher = _AddedTokenMatcher(
@@ -236,7 +240,7 @@ class Tokenizer:
     def from_json(cls, text: str | bytes, source: str = "tokenizer.json") -> "Tokenizer":
         try:
             spec = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise TokenizerError(f"{source}: not valid JSON ({e})") from e
         if not isinstance(spec, dict):
             raise TokenizerError(f"{source}: expected a JSON object at the top level")
@@ -399,7 +403,7 @@ def _read_normalizer(spec, source: str) -> bool:
         return True
     if kind == "Sequence":
         parts = spec.get("normalizers") or []
-        if all(isinstance(p, dict) and p.get("type") == "NFC" for p in parts):
+        if isinstance(parts, list) and all(isinstance(p, dict) and p.get("type") == "NFC" for p in parts):
             return bool(parts)
     raise TokenizerError(f"{source}: unsupported normalizer {_describe(spec)}; supported: NFC or none")
 
@@ -408,7 +412,7 @@ def _read_pre_tokenizer(spec, source: str) -> bool:
     """The ByteLevel pre-tokenizer's add_prefix_space (HF's default: true). use_regex must hold."""
     if isinstance(spec, dict) and spec.get("type") == "Sequence":
         parts = spec.get("pretokenizers") or []
-        spec = parts[0] if len(parts) == 1 else spec
+        spec = parts[0] if isinstance(parts, list) and len(parts) == 1 else spec
     if not (isinstance(spec, dict) and spec.get("type") == "ByteLevel"):
         raise TokenizerError(f"{source}: unsupported pre_tokenizer {_describe(spec)}; supported: ByteLevel")
     if not spec.get("use_regex", True):
@@ -458,7 +462,7 @@ def _read_model(spec, source: str) -> _BpeModel:
     if not isinstance(spec.get("merges"), list):
         raise TokenizerError(f"{source}: BPE model has no \"merges\"")
     unk = spec.get("unk_token")
-    if unk is not None and unk not in vocab:
+    if unk is not None and (not isinstance(unk, str) or unk not in vocab):
         raise TokenizerError(f"{source}: unk_token {unk!r} is not in the vocab")
     return _BpeModel(
         vocab=vocab,
@@ -495,8 +499,10 @@ def _read_added_tokens(specs, source: str) -> list[AddedToken]:
         raise TokenizerError(f"{source}: \"added_tokens\" must be a list")
     tokens = []
     for spec in specs:
-        if not (isinstance(spec, dict) and isinstance(spec.get("id"), int) and isinstance(spec.get("content"), str)):
-            raise TokenizerError(f"{source}: added token {_describe(spec)} needs an integer id and string content")
+        if not (isinstance(spec, dict) and _is_id(spec.get("id")) and isinstance(spec.get("content"), str)):
+            raise TokenizerError(
+                f"{source}: added token {_describe(spec)} needs a non-negative integer id and string content"
+            )
         if not spec["content"]:
             continue  # HF ignores empty added tokens
         special = bool(spec.get("special", False))
@@ -512,6 +518,10 @@ def _read_added_tokens(specs, source: str) -> list[AddedToken]:
             )
         )
     return tokens
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _describe(spec) -> str:
