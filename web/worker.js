@@ -8,8 +8,8 @@
 //   progress  {text, loaded, total}          bytes of total while downloading (total 0: busy)
 //   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms, timings: {phase: ms}}
 //   started   {n_prompt, prefill_ms, prompt_state_reused}
-//   token     {text, n_generated, tokens_per_second}
-//   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second,
+//   token     {text, n_generated, tokens_per_second, wasm_heap_bytes}
+//   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second, wasm_heap_bytes,
 //              tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens)}
 //   error     {message, during: "load" | "generate"}
 //
@@ -312,6 +312,11 @@ function manifestPath(url) {  // "models/x/config.json" when url is a file of th
   return manifest.files[path] ? path : null;
 }
 
+// Size of the WebAssembly memory: it only grows, so this is also the peak so far.
+function heapBytes() {
+  return pyodide._module.HEAPU8.buffer.byteLength;
+}
+
 // Yield to the event loop (so a stop message can run) without setTimeout's 4 ms clamp.
 const yieldChannel = new MessageChannel();
 let resumeAfterYield = null;
@@ -340,7 +345,7 @@ async function generate(msg) {
       const now = performance.now();
       if (now - lastFlush >= TOKEN_FLUSH_MS) {
         self.postMessage({ type: "token", id: msg.id, text: pending,
-          n_generated: session.n_generated, tokens_per_second: rate() });
+          n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes() });
         pending = "";
         lastFlush = now;
       }
@@ -350,7 +355,7 @@ async function generate(msg) {
     if (generation.stopRequested) reason = "stopped";
     else if (session.n_generated >= msg.params.max_new_tokens) reason = "length";
     self.postMessage({ type: "done", id: msg.id, reason, text: pending,
-      n_generated: session.n_generated, tokens_per_second: rate(),
+      n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes(),
       tokens_after_stop: reason === "stopped" ? session.n_generated - generation.stoppedAt : null });
   } finally {
     generation = null;
