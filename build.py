@@ -5,6 +5,7 @@
     python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
     python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
                                        missing, build, then run pytest over tests/ (ARGS go to pytest)
+    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md)
     python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] ...
                                        convert a local checkpoint into models/NAME and models/index.json,
                                        checking its logits (scripts/add_model.py; add-model --help)
@@ -507,6 +508,14 @@ def add_model(args):
     return subprocess.run([str(python), str(ROOT / "scripts" / "add_model.py"), *args]).returncode
 
 
+def bench(args):
+    """Run the benchmarks (bench/__main__.py) with .venv's Python: they need Playwright, torch and
+    transformers. Prints a table, writes docs/BENCHMARKS.md and docs/benchmarks.png."""
+    python = ensure_venv()
+    env = {**os.environ, "MAMBA_WASM_CHROMIUM": ensure_chromium()}
+    return subprocess.run([str(python), "-m", "bench", *args], cwd=ROOT, env=env).returncode
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build, serve and test the mamba-wasm site.")
     commands = parser.add_subparsers(dest="command")
@@ -518,8 +527,10 @@ def main(argv=None):
                         "(further arguments go to pytest)")
     commands.add_parser("add-model", add_help=False, help="convert a local checkpoint into models/ "
                         "(arguments go to scripts/add_model.py; see add-model --help)")
+    commands.add_parser("bench", add_help=False, help="benchmarks side by side: browser, native, "
+                        "transformers (arguments go to bench/__main__.py; see bench --help)")
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("test", "add-model"):
+    if extra and args.command not in ("test", "add-model", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "serve":
@@ -528,6 +539,8 @@ def main(argv=None):
             return test(extra)
         elif args.command == "add-model":
             return add_model(extra)
+        elif args.command == "bench":
+            return bench(extra)
         else:
             build()
     except BuildError as e:

@@ -1,0 +1,124 @@
+"""Run every benchmark side by side, print one table, write docs/BENCHMARKS.md and a plot.
+
+    python3 build.py bench [--tokens N] [--quick]
+
+In one run, on the same checkpoints (the site's default model and a mamba-130m-shaped random
+one): (a) mamba_wasm in headless Chromium through the real page and worker, (b) mamba_wasm
+natively, (c) HF transformers on the CPU. Each native engine runs in its own process so its peak
+RSS is its own. The machines are noisy, so read the ratios between columns of one run.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from . import browser
+from .models import ROOT, default_model_dir, ensure_130m_shaped
+
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+PLOT = ROOT / "docs" / "benchmarks.png"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ENGINES = ("browser", "mamba_wasm", "transformers")
+
+
+def native(engine, model_dir, n_tokens):
+    command = [sys.executable, "-m", "bench.native", engine, str(model_dir), "--tokens", str(n_tokens)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine} on {model_dir} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fmt(value, digits=1):
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def table(results, models):
+    rows = ["| model | figure | browser (Chromium) | mamba_wasm native | transformers (CPU) | native / transformers |",
+            "|---|---|---:|---:|---:|---:|"]
+    for name in models:
+        r = {engine: results[engine][name] for engine in ENGINES}
+
+        def row(label, pick, digits=1, ratio=False):
+            values = [pick(r[e]) for e in ENGINES]
+            ratio_text = f"{values[1] / values[2]:.2f}x" if ratio and values[1] and values[2] else ""
+            rows.append(f"| {name} | {label} | " + " | ".join(fmt(v, digits) for v in values) + f" | {ratio_text} |")
+
+        row("decode tok/s (median)", lambda x: x["decode_tok_s"], ratio=True)
+        for length in map(str, (16, 128, 512)):
+            row(f"prefill tok/s, {length}-token prompt", lambda x: _nearest(x["prefill_tok_s"], int(length)), ratio=True)
+        for probe in ("10", "1000", "4000"):
+            row(f"ms per token at token {probe}", lambda x: x["ms_per_token_at"].get(probe), 2)
+        row("time to ready, cold (s)", lambda x: x.get("ready_cold", {}).get("wall_s"), 2)
+        row("time to ready, warm cache (s)", lambda x: x.get("ready_warm", {}).get("wall_s"), 2)
+        row("peak memory (MB): WASM heap / RSS", lambda x: x.get("peak_wasm_heap_mb") or x.get("peak_rss_mb"), 0)
+    return "\n".join(rows)
+
+
+def _nearest(by_length, length):
+    """Browser prompts tokenize to about, not exactly, the asked length."""
+    if not by_length:
+        return None
+    key = min(by_length, key=lambda k: abs(int(k) - length))
+    return by_length[key]
+
+
+def plot(results, models):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.25
+    for i, engine in enumerate(ENGINES):
+        values = [results[engine][m]["decode_tok_s"] for m in models]
+        axes[0].bar([j + i * width for j in range(len(models))], values, width, label=engine)
+    axes[0].set_xticks([j + width for j in range(len(models))], models)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("decode tokens/s (log)")
+    axes[0].legend()
+    for name in models:
+        series = results["browser"][name]["ms_per_token_series"]
+        axes[1].plot([n for n, _ in series], [ms for _, ms in series], label=f"{name} (browser)")
+    axes[1].set_xlabel("token index")
+    axes[1].set_ylabel("ms per token")
+    axes[1].set_yscale("log")
+    axes[1].legend()
+    axes[1].set_title("time per token stays flat")
+    fig.tight_layout()
+    PLOT.parent.mkdir(exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+
+
+def write_doc(text):
+    DOC.parent.mkdir(exist_ok=True)
+    old = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, rest = old.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 build.py bench")
+    parser.add_argument("--tokens", type=int, default=4010, help="tokens generated per engine and model")
+    parser.add_argument("--quick", action="store_true", help="300 tokens: a smoke run, not for the record")
+    args = parser.parse_args(argv)
+    n_tokens = 300 if args.quick else args.tokens
+    demo = default_model_dir()
+    models = {demo.name: demo, "mamba-130m-shaped": ensure_130m_shaped()}
+    results = {"browser": browser.run(models, n_tokens)}
+    for engine in ("mamba_wasm", "transformers"):
+        results[engine] = {name: native(engine, folder, n_tokens) for name, folder in models.items()}
+    text = table(results, list(models))
+    print(text)
+    plot(results, list(models))
+    (ROOT / ".cache" / "bench" / "results.json").write_text(json.dumps(results))
+    write_doc(f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
+              f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""mamba_wasm in headless Chromium, through the real page and worker (dist/ as built).
+
+The static server adds the benchmark's checkpoints to the site as if they were listed in
+models/index.json and manifest.json, so the worker fetches, verifies and caches them exactly as
+it does the default model. A script injected before the page runs records every message the
+worker sends (with its arrival time) and lets the benchmark send requests on the page's worker.
+"""
+
+import hashlib
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from .native import PROBE_TOKENS, PROMPT_LENGTHS, WARMUP
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+READY_TIMEOUT_S = 600
+
+RECORD_WORKER = """
+(() => {
+  const RealWorker = window.Worker;
+  window.__bench = { messages: [], worker: null };
+  window.Worker = function (url, options) {
+    const worker = new RealWorker(url, options);
+    window.__bench.worker = worker;
+    worker.addEventListener("message", (event) => {
+      window.__bench.messages.push({ at: performance.now(), ...event.data });
+    });
+    return worker;
+  };
+})();
+"""
+
+
+def _load_build():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mamba_wasm_build", ROOT / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BenchSite:
+    """dist/ served on 127.0.0.1, with extra checkpoints mounted under models/NAME/."""
+
+    def __init__(self, build, extra_models):
+        self.build = build
+        self.extra = {name: Path(folder) for name, folder in extra_models.items()}
+        files = ["config.json", "model.safetensors", "tokenizer.json"]
+        self.entries = [{"name": name, "path": name, "description": "benchmark checkpoint", "files": files}
+                        for name in self.extra]
+        self.hashes = {f"models/{name}/{file}": {"sha256": _sha256(folder / file), "size": (folder / file).stat().st_size}
+                       for name, folder in self.extra.items() for file in files}
+        site = self
+
+        class Handler(build.StaticHandler):
+            quiet = True
+
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                if path == "/models/index.json":
+                    return self._json(site._index())
+                if path == "/manifest.json":
+                    return self._json(site._manifest())
+                return super().do_GET()
+
+            def translate_path(self, path):
+                parts = path.split("?", 1)[0].strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "models" and parts[1] in site.extra:
+                    return str(site.extra[parts[1]] / parts[2])
+                return super().translate_path(path)
+
+            def _json(self, value):
+                body = json.dumps(value).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = build.make_server(build.DIST, port=0, handler=Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def _index(self):
+        index = json.loads((self.build.DIST / "models" / "index.json").read_text())
+        index["models"] = index["models"] + self.entries
+        return index
+
+    def _manifest(self):
+        manifest = json.loads((self.build.DIST / "manifest.json").read_text())
+        manifest["files"].update(self.hashes)
+        return manifest
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Tab:
+    """One page of the site with the worker's messages recorded."""
+
+    def __init__(self, context, url):
+        self.page = context.new_page()
+        self.page.add_init_script(RECORD_WORKER)
+        self.url = url
+        self.next_id = 10_000  # far from the page's own request ids
+
+    def open(self, model):
+        began = time.monotonic()
+        self.page.goto(f"{self.url}?model={model}")
+        self.page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=READY_TIMEOUT_S * 1000)
+        if self.page.get_attribute("body", "data-state") != "ready":
+            raise RuntimeError(f"{model}: the page did not reach ready: {self.page.text_content('[data-testid=error]')}")
+        ready = self.wait_for("ready")
+        return {"wall_s": time.monotonic() - began, "worker_ms": ready["elapsed_ms"], "phases_ms": ready["timings"]}
+
+    def messages(self, request_id=None):
+        return [m for m in self.page.evaluate("window.__bench.messages")
+                if request_id is None or m.get("id") == request_id]
+
+    def wait_for(self, kind, request_id=None, timeout_s=READY_TIMEOUT_S):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages(request_id) if m["type"] in (kind, "error")]
+            if found:
+                if found[-1]["type"] == "error":
+                    raise RuntimeError(found[-1]["message"])
+                return found[-1]
+            time.sleep(0.2)
+        raise TimeoutError(f"no {kind!r} message within {timeout_s} s")
+
+    def generate(self, prompt, max_new_tokens, **params):
+        """Send a generate request on the page's worker; the messages it produced."""
+        self.next_id += 1
+        request_id = self.next_id
+        params = {"max_new_tokens": max_new_tokens, "temperature": 0, "stop_at_eos": False, **params}
+        self.page.evaluate("([id, prompt, params]) => window.__bench.worker.postMessage("
+                           "{type: 'generate', id, prompt, params})", [request_id, prompt, params])
+        self.wait_for("done", request_id)
+        return self.messages(request_id)
+
+
+def prompt_of(tokenizer, n_tokens):
+    """Text that encodes to about n_tokens tokens: ordinary prose, repeated."""
+    prose = (ROOT / "README.md").read_text(encoding="utf-8")
+    ids = tokenizer.encode(prose * (1 + n_tokens // max(1, len(tokenizer.encode(prose)))))[:n_tokens]
+    return tokenizer.decode(ids)
+
+
+def decode_figures(messages):
+    """Time per token from the stream of token messages: (n_generated, arrival ms) pairs."""
+    points = [(m.get("n_generated", 0), m["at"]) for m in messages if m["type"] in ("started", "token", "done")]
+    intervals = [(n0, n1, (t1 - t0) / (n1 - n0)) for (n0, t0), (n1, t1) in zip(points, points[1:]) if n1 > n0]
+    per_token = [(n1, ms) for _, n1, ms in intervals]  # (token index, ms per token) per message
+    steady = [ms for n0, _, ms in intervals if n0 >= WARMUP]
+    around = {}
+    for probe in PROBE_TOKENS:
+        covering = [ms for n0, n1, ms in intervals if n0 < probe <= n1]
+        if covering:
+            around[str(probe)] = covering[0]
+    heap = [m["wasm_heap_bytes"] for m in messages if "wasm_heap_bytes" in m]
+    return {
+        "decode_tok_s": 1000 / statistics.median(steady),
+        "ms_per_token_at": around,
+        "ms_per_token_series": per_token,
+        "wasm_heap_mb_series": [(m["n_generated"], m["wasm_heap_bytes"] / 2**20)
+                                for m in messages if "wasm_heap_bytes" in m],
+        "peak_wasm_heap_mb": max(heap) / 2**20 if heap else None,
+    }
+
+
+def run(models, n_tokens):
+    """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile."""
+    from playwright.sync_api import sync_playwright
+
+    import mamba_wasm
+
+    build = _load_build()
+    build.build(quiet=True)
+    default = json.loads((ROOT / "models" / "index.json").read_text())["default"]
+    site = BenchSite(build, {name: folder for name, folder in models.items() if name != default})
+    results = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=CHROMIUM_FLAGS)
+            for name, folder in models.items():
+                tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
+                context = browser.new_context()
+                tab = Tab(context, site.url)
+                cold = tab.open(name)
+                prefill = {}
+                for length in PROMPT_LENGTHS:
+                    started = next(m for m in tab.generate(prompt_of(tokenizer, length), 1) if m["type"] == "started")
+                    prefill[str(started["n_prompt"])] = started["n_prompt"] / (started["prefill_ms"] / 1000)
+                figures = decode_figures(tab.generate("The ", n_tokens, temperature=0.8, seed=0))
+                tab.page.close()
+                warm = Tab(context, site.url).open(name)  # same profile: the Cache API holds every file
+                context.close()
+                results[name] = {"ready_cold": cold, "ready_warm": warm, "prefill_tok_s": prefill, **figures}
+            browser.close()
+    finally:
+        site.close()
+    return results
