@@ -10,6 +10,7 @@ RSS is its own. The machines are noisy, so read the ratios between columns of on
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,16 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ENGINES = ("browser", "mamba_wasm", "transformers")
 
 
+# Decoding is memory-bound mat-vec work: one BLAS thread does it as fast as two on an idle machine,
+# and a second thread fighting any other load made it 6x slower here (2.9 vs 19.1 tok/s,
+# mamba-130m-shaped). transformers keeps PyTorch's default of 2 threads.
+NATIVE_ENV = {"mamba_wasm": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, "transformers": {}}
+
+
 def native(engine, model_dir, n_tokens):
     command = [sys.executable, "-m", "bench.native", engine, str(model_dir), "--tokens", str(n_tokens)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, **NATIVE_ENV[engine]}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{engine} on {model_dir} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
