@@ -225,3 +225,20 @@ def test_load_by_file_picker_then_by_url(site, mount, checkpoints, tmp_path):
     assert json_attribute(site, "data-model-source")["kind"] == "url"
     assert weight_requests(site, base), "nothing was fetched from the URL"
     assert site.generate("Local", max_new_tokens=12, seed=9, **SAMPLING) == from_files
+
+
+def test_storage_quota_too_small_keeps_the_model_in_memory(new_site, mount, checkpoints):
+    base = serve(mount, "own-quota", "tiny-quota", checkpoints["f32"])
+    site = new_site()
+    origin = site.base_url.rstrip("/")
+    cdp = site.context.new_cdp_session(site.page)
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin, "quotaSize": 100_000})
+    site.open("?model=" + urllib.parse.quote(base, safe=":/"))
+    assert site.state() == "ready", site.text("error")
+    source = json_attribute(site, "data-model-source")
+    assert source["kind"] == "url" and not source["saved"] and "quota" in source["note"], source
+    assert "kept in memory" in site.text("model-info"), site.text("model-info")
+    site.page.wait_for_selector("[data-testid=cached-models] li.saved-none")
+    assert saved_list(site) == []
+    assert site.generate("Quota", max_new_tokens=5, seed=1) is not None
+    assert site.text("status").startswith("Done")
