@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const ui = {
   model: $("model"), modelInfo: $("model-info"), prompt: $("prompt"),
-  generate: $("generate"), stop: $("stop"),
+  generate: $("generate"), stop: $("stop"), cancel: $("cancel"), retry: $("retry"),
   regenerate: $("regenerate"), continue: $("continue"),
   status: $("status"), progress: $("progress"), progressText: $("progress-text"),
   error: $("error"), promptEcho: $("prompt-echo"), output: $("output"),
@@ -21,7 +21,11 @@ const PARAMS = [  // [input id, message key, parse, lowest, highest]
   ["seed", "seed", parseInt, 0, 2 ** 32 - 1],
 ];
 
-const worker = new Worker("worker.js");
+// The worker holds a Web Lock named after it for its whole life (see worker.js, liveness).
+const workerName = `mamba-wasm-worker-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+const worker = new Worker("worker.js", { name: workerName });
+let workerDead = false;
+let retryAction = null;   // what Retry does after a failed load: that load again, or a reload
 let nextId = 1;
 let current = null;       // the request in flight: {id, type}
 let loadedModel = null;   // name of the model the worker holds, once one loaded
@@ -42,6 +46,8 @@ function setState(state) {
   ui.continue.disabled = state !== "ready" || !canContinue;
   ui.model.disabled = busy || models.length === 0;
   ui.progress.hidden = state !== "loading";
+  ui.cancel.hidden = !(state === "loading" && current && current.type === "load");
+  ui.retry.hidden = retryAction === null || busy;
 }
 
 function setStatus(text) { ui.status.textContent = text; }
@@ -54,10 +60,11 @@ function showError(message) {
 function clearError() {
   ui.error.textContent = "";
   ui.error.hidden = true;
+  retryAction = null;
 }
 
 function send(type, fields) {
-  current = { id: nextId++, type };
+  current = { id: nextId++, type, fields };
   worker.postMessage({ type, id: current.id, ...fields });
   return current.id;
 }
@@ -93,25 +100,62 @@ function loadModel(name) {
   const entry = models.find((m) => m.name === name);
   ui.model.value = name;
   ui.modelInfo.textContent = entry.description || "";
-  clearError();
-  setState("loading");
-  setStatus(loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${name}…`);
-  ui.progress.value = 0;
-  ui.progressText.textContent = "";
   const base = new URL(`models/${entry.path.replace(/\/?$/, "/")}`, location.href).href;
-  send("load", { model: { name, base, files: entry.files } });
+  sendLoad({ model: { name, base, files: entry.files } });
 }
 
 // A model from elsewhere: {name, base} (a folder URL) or {name, local: [File]} (the user's files).
 // The worker plans it (model-store.js): sizes and the memory check come before any download.
 function loadExternal(model) {
   ui.modelInfo.textContent = "";
+  sendLoad({ model });
+}
+
+// A load request (also what Retry sends again); Cancel is offered while it runs.
+function sendLoad(fields) {
   clearError();
+  send("load", fields);
   setState("loading");
-  setStatus(loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${model.name}…`);
+  const name = fields.model.name;
+  setStatus(loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${name}…`);
   ui.progress.value = 0;
   ui.progressText.textContent = "";
-  send("load", { model });
+}
+
+function cancelLoad() {
+  if (current && current.type === "load") {
+    worker.postMessage({ type: "cancel", id: current.id });
+    setStatus("Cancelling…");
+  }
+}
+
+// Back to what the page had before a load that failed or was cancelled; Retry sends it again.
+function afterFailedLoad(fields, what, offerRetry = true) {
+  current = null;
+  retryAction = fields && offerRetry ? () => sendLoad(fields) : null;
+  if (loadedModel !== null) {
+    ui.model.value = loadedModel;
+    setStatus(`${what}; still using ${loadedModel}.`);
+    setState("ready");
+  } else {
+    setStatus(`${what}. Retry, pick another model, or reload the page.`);
+    setState("error");
+  }
+}
+
+// The worker is gone (terminated, crashed, or killed by the browser for memory): say so, and
+// offer the one way back, a reload.
+function workerDied() {
+  if (workerDead) return;
+  workerDead = true;
+  loadedModel = null;
+  current = null;
+  showError("The worker running Python stopped (the browser may have run out of memory, or it "
+    + "crashed). Reload the page to start again.");
+  retryAction = () => location.reload();
+  ui.retry.textContent = "Reload";
+  setStatus("Error: the worker stopped");
+  setState("error");
 }
 
 // ---- generation --------------------------------------------------------------------------------
@@ -239,7 +283,8 @@ const handlers = {
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
     Object.assign(lastRun, { reason: msg.reason, n_generated: msg.n_generated,
-      tokens_per_second: msg.tokens_per_second, tokens_after_stop: msg.tokens_after_stop });
+      tokens_per_second: msg.tokens_per_second, tokens_after_stop: msg.tokens_after_stop,
+      wasm_heap_bytes: msg.wasm_heap_bytes, python_objects: msg.python_objects });
     document.body.dataset.lastRun = JSON.stringify(lastRun);  // for tests and benchmarks
     const why = { stopped: "stopped", length: "reached max new tokens", eos: "end of text" };
     const seconds = ((performance.now() - generationStartedAt) / 1000).toFixed(1);
@@ -251,21 +296,23 @@ const handlers = {
 
   error(msg) {
     showError(msg.message);
-    current = null;
     if (msg.during === "load") {
-      // The worker keeps the model it had; without one, picking another model is the way out.
-      if (loadedModel !== null) {
-        ui.model.value = loadedModel;
-        setStatus(`Could not load that model; still using ${loadedModel}.`);
-        setState("ready");
-      } else {
-        setStatus("Could not load the model. Pick another one, or reload the page.");
-        setState("error");
-      }
+      // The worker keeps the model it had; without one, Retry or another model is the way out.
+      afterFailedLoad(current && current.fields, loadedModel === null ? "Could not load the model"
+        : "Could not load that model");
     } else {
+      current = null;
       setStatus(loadedModel ? `Ready: ${loadedModel}` : "Error");
       setState(loadedModel ? "ready" : "error");
     }
+  },
+
+  cancelled() {  // back to the model the page had; Retry only when it had none
+    afterFailedLoad(current && current.fields, "Loading cancelled", loadedModel === null);
+  },
+
+  alive() {
+    if (navigator.locks) navigator.locks.request(workerName, workerDied);  // granted when it dies
   },
 };
 
@@ -283,10 +330,8 @@ worker.onmessage = (event) => {
 
 worker.onerror = (event) => {
   event.preventDefault();
+  workerDied();
   showError(`The worker failed: ${event.message || "unknown error"}. Reload the page to start again.`);
-  setStatus("Error");
-  loadedModel = null;
-  setState("error");
 };
 
 // ---- wiring ------------------------------------------------------------------------------------
@@ -295,6 +340,8 @@ ui.generate.addEventListener("click", () => generate());
 ui.stop.addEventListener("click", stop);
 ui.regenerate.addEventListener("click", regenerate);
 ui.continue.addEventListener("click", continueGeneration);
+ui.cancel.addEventListener("click", cancelLoad);
+ui.retry.addEventListener("click", () => retryAction && retryAction());
 ui.model.addEventListener("change", () => loadModel(ui.model.value));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

@@ -4,6 +4,7 @@
 //   load      {model: {name, base, files}}   start Python when needed, then load the model
 //   generate  {prompt, params}               stream tokens until done, stopped, or an error
 //   stop      {id of the generate request}   honoured before the next token
+//   cancel    {id of the load request}       aborts its downloads; the model it had stays loaded
 //   load      {model: {base}}                a model from a URL (config.json, model.safetensors or
 //             {model: {local: [File]}}       the index and its shards, tokenizer.json) or from the
 //                                            user's files: planned (sizes, memory check), then fetched
@@ -22,8 +23,14 @@
 //   saved     {models: [{name, base, bytes, files, saved_at}], message?}   the saved models
 //   token     {text, n_generated, tokens_per_second, wasm_heap_bytes}
 //   done      {reason: "length" | "eos" | "stopped", text, n_generated, tokens_per_second, wasm_heap_bytes,
-//              tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens)}
+//              tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens),
+//              python_objects: objects the Python GC tracks, to spot leaks (an undestroyed PyProxy
+//              keeps its object alive)}
 //   error     {message, during: "load" | "generate"}
+//   cancelled {during: "load"}               a load ended by cancel; nothing changed
+//   alive     (no id)                        sent once, when the worker holds the Web Lock named by
+//                                            its Worker name: the page then waits on that lock and
+//                                            so learns at once when the worker dies (see liveness)
 //
 // Every file comes through fetchVerified: checked against the sha256 in manifest.json and kept in
 // the Cache API under that hash, so a repeat visit downloads nothing and a changed file is never
@@ -59,20 +66,41 @@ async function sha256Hex(bytes) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// A download of the current load request can be cancelled (the page's Cancel button): requests
+// run one at a time, so one AbortController at a time is enough.
+let loading = null;  // {id, controller} while a load request runs
+
+function rethrowUnlessCancelled(error) {
+  if (error && error.name === "AbortError") throw error;  // the user's Cancel, not a fault
+}
+
 async function download(url, label, expectedSize, onBytes) {
+  const signal = loading ? loading.controller.signal : undefined;
   let response;
   try {
-    response = await fetch(url, { cache: "no-cache" });
+    response = await fetch(url, { cache: "no-cache", signal });
   } catch (e) {
-    throw new Error(`${label}: download failed (${e.message}).`);
+    rethrowUnlessCancelled(e);
+    throw new Error(`${label}: download failed (${e.message}). Check the connection, then Retry.`);
   }
-  if (!response.ok) throw new Error(`${label}: the server answered HTTP ${response.status}.`);
+  if (!response.ok) {
+    throw new Error(`${label}: the server answered HTTP ${response.status}`
+      + `${response.statusText ? ` (${response.statusText})` : ""}.`);
+  }
   const declared = Number(response.headers.get("Content-Length")) || expectedSize || 0;
   let buffer = new Uint8Array(declared);
   let length = 0;
   const reader = response.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {  // the connection dropped mid-file
+      rethrowUnlessCancelled(e);
+      throw new Error(`${label}: the connection broke after ${length.toLocaleString("en")} of `
+        + `${declared ? declared.toLocaleString("en") : "?"} bytes (${e.message}). Retry to download it again.`);
+    }
+    const { done, value } = chunk;
     if (done) break;
     if (length + value.length > buffer.length) {  // no or wrong Content-Length: grow
       const bigger = new Uint8Array(Math.max(buffer.length * 2, length + value.length));
@@ -82,6 +110,11 @@ async function download(url, label, expectedSize, onBytes) {
     buffer.set(value, length);
     length += value.length;
     onBytes(value.length);
+  }
+  const promised = Number(response.headers.get("Content-Length"));
+  if (promised && length < promised && !response.headers.get("Content-Encoding")) {
+    throw new Error(`${label}: the download ended after ${length.toLocaleString("en")} of `
+      + `${promised.toLocaleString("en")} bytes. Retry to download it again.`);
   }
   return length === buffer.length ? buffer : buffer.slice(0, length);
 }
@@ -268,6 +301,7 @@ async function load(msg) {
   const { files: byName, storage } = await modelFiles;
   lap("model_files_ms");
 
+  if (loading) loading.controller.signal.throwIfAborted();  // Cancel came after the last byte
   busy(msg.id, `Reading ${name}…`);
   const tokenizerBytes = byName.get("tokenizer.json");
   if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no tokenizer.json.`);
@@ -434,9 +468,32 @@ function describeError(error) {
   return `Python error: ${lines.at(-1)}\n${lines.slice(-8, -1).join("\n")}`;
 }
 
-// ---- dispatch: requests run one at a time, in order; stop is handled at once ------------------
+// ---- liveness: the page learns at once if this worker dies ---------------------------------------
 
-const requests = { load, generate, continue: continueGeneration };
+// The page names the worker; the worker holds a Web Lock of that name for its whole life. A lock is
+// released when its holder ends, however it ends (terminated, crashed, killed for memory), so the
+// page, queued on the same lock, is told even while Python keeps this thread busy.
+if (self.name && self.navigator && navigator.locks) {
+  navigator.locks.request(self.name, () => {
+    self.postMessage({ type: "alive" });
+    return new Promise(() => {});  // never released while the worker lives
+  });
+}
+
+// ---- dispatch: requests run one at a time, in order; stop and cancel are handled at once --------
+
+// A load can be cancelled while it downloads; the model the worker had stays loaded.
+async function cancellableLoad(msg) {
+  loading = { id: msg.id, controller: new AbortController() };
+  try {
+    await load(msg);
+  } finally {
+    loading.controller.abort();  // downloads still running after another file failed: stop them
+    loading = null;
+  }
+}
+
+const requests = { load: cancellableLoad, generate, continue: continueGeneration };
 let queue = Promise.resolve();
 
 // The saved models (model-store.js): listed and deleted at once, not behind a running load.
@@ -449,9 +506,12 @@ async function answerSaved(msg) {
   }
 }
 
-
 self.onmessage = (event) => {
   const msg = event.data;
+  if (msg.type === "cancel") {
+    if (loading && loading.id === msg.id) loading.controller.abort();
+    return;
+  }
   if (msg.type === "saved-list" || msg.type === "saved-delete") {
     answerSaved(msg);
     return;
@@ -470,6 +530,10 @@ self.onmessage = (event) => {
     return;
   }
   queue = queue.then(() => handler(msg)).catch((error) => {
+    if (error && error.name === "AbortError") {
+      self.postMessage({ type: "cancelled", id: msg.id, during: msg.type });
+      return;
+    }
     console.error(error);
     self.postMessage({ type: "error", id: msg.id, during: msg.type, message: describeError(error) });
   });

@@ -68,6 +68,39 @@ class _OverlayHandler(build.StaticHandler):
     quiet = True
     mounts = {}  # prefix ("fault-corrupt") -> overlay folder
     requested = []  # every path asked for, in order
+    # URL path -> a network fault served instead of the file, until a test removes it:
+    # "404"; "drop" (full Content-Length, then the connection closes after half the bytes);
+    # "slow" (2 kB every 50 ms); "tamper" (the file with one byte changed).
+    faults = {}
+
+    def do_GET(self):
+        fault = self.faults.get(self.path.split("?", 1)[0])
+        if fault is None:
+            return super().do_GET()
+        path = pathlib.Path(self.translate_path(self.path))
+        if fault == "404":
+            self.send_error(404)
+            return
+        data = bytearray(path.read_bytes())
+        if fault == "tamper":
+            data[len(data) // 2] ^= 0xFF
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            if fault == "drop":
+                self.wfile.write(data[: len(data) // 2])
+            elif fault == "slow":
+                for start in range(0, len(data), 2048):
+                    self.wfile.write(data[start:start + 2048])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            else:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page cancelled
 
     def translate_path(self, path):
         _OverlayHandler.requested.append(path)
