@@ -229,6 +229,7 @@ def test_screenshot_for_readme(site, repo_root):
     assert_finished(site, 120)
     out = repo_root / "test-results" / "screenshot.png"
     out.parent.mkdir(exist_ok=True)
+    site.page.evaluate("window.scrollTo(0, 0)")
     site.page.screenshot(path=str(out))
     assert out.stat().st_size > 10_000
     if os.environ.get("MAMBA_WASM_UPDATE_SCREENSHOT") == "1":
