@@ -59,15 +59,21 @@ def load_model(path):
     model.safetensors.index.json plus the shards it names."""
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
+    return load_model_from_files(read_folder(path), path)
+
+
+def read_folder(path):
+    """{file name: bytes} of the checkpoint files present in folder `path`; what is missing is
+    reported by load_model_from_files, which knows what the files should hold."""
     files = {}
     for name in (CONFIG_FILE, SINGLE_FILE, INDEX_FILE):
         if os.path.isfile(os.path.join(path, name)):
             files[name] = _read(path, name)
     if SINGLE_FILE not in files and INDEX_FILE in files:
-        for shard in sorted(set(_weight_map(files, path).values())):
+        for shard in sorted(set(weight_map(files, path).values())):
             if os.path.isfile(os.path.join(path, shard)):
                 files[shard] = _read(path, shard)
-    return load_model_from_files(files, path)
+    return files
 
 
 def load_model_from_files(files, source):
@@ -81,7 +87,7 @@ def load_model_from_files(files, source):
 
 def load_weights(files, config, source):
     """Read, check and convert every tensor the config implies into MambaWeights."""
-    tensors, where = _read_tensors(files, source)
+    tensors, where = read_tensors(files, source)
     if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
         raise CheckpointError(
             f"{_files_label(files, source)}: config.json says {config.n_layer} layers, "
@@ -155,7 +161,7 @@ def _expected_keys(config):
     return keys
 
 
-def _read_tensors(files, source):
+def read_tensors(files, source):
     """Return ({name: array}, {name: file label}), reading each safetensors file once."""
     if SINGLE_FILE in files:
         label = f"{source}/{SINGLE_FILE}"
@@ -163,9 +169,9 @@ def _read_tensors(files, source):
         return tensors, dict.fromkeys(tensors, label)
     if INDEX_FILE not in files:
         raise CheckpointError(f"{source}: neither {SINGLE_FILE} nor {INDEX_FILE} is present")
-    weight_map = _weight_map(files, source)
+    shards_of = weight_map(files, source)
     tensors, where = {}, {}
-    for shard in sorted(set(weight_map.values())):
+    for shard in sorted(set(shards_of.values())):
         label = f"{source}/{shard}"
         if shard not in files:
             raise CheckpointError(f"{source}/{INDEX_FILE}: shard {shard!r} is missing")
@@ -173,13 +179,14 @@ def _read_tensors(files, source):
             if name in tensors:
                 raise CheckpointError(f"{label}: tensor {name!r} is also in {where[name]}")
             tensors[name], where[name] = array, label
-    for name, shard in weight_map.items():
+    for name, shard in shards_of.items():
         if name not in tensors:
             raise CheckpointError(f"{source}/{shard}: missing tensor {name!r} (listed in {INDEX_FILE})")
     return tensors, where
 
 
-def _weight_map(files, source):
+def weight_map(files, source):
+    """{tensor name: shard file} from model.safetensors.index.json, checked."""
     label = f"{source}/{INDEX_FILE}"
     try:
         index = json.loads(_json_text(files[INDEX_FILE]))

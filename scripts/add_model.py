@@ -54,9 +54,9 @@ from mamba_wasm.checkpoint import (  # noqa: E402  (the loader's own readers: we
     INDEX_FILE,
     LM_HEAD_KEY,
     SINGLE_FILE,
-    _read_tensors,
-    _weight_map,
     load_model_from_files,
+    read_folder,
+    read_tensors,
 )
 from mamba_wasm.config import config_from_json  # noqa: E402
 from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, to_float32  # noqa: E402
@@ -96,24 +96,17 @@ def read_checkpoint(folder):
         raise ConversionError(f"{folder}: not a folder (give the checkpoint folder that holds {CONFIG_FILE})")
     if not os.path.isfile(os.path.join(folder, CONFIG_FILE)):
         raise ConversionError(f"{folder}: {CONFIG_FILE} is missing; this is not a checkpoint folder")
-    files = {CONFIG_FILE: _read(folder, CONFIG_FILE)}
-    if os.path.isfile(os.path.join(folder, SINGLE_FILE)):
-        files[SINGLE_FILE] = _read(folder, SINGLE_FILE)
-    elif os.path.isfile(os.path.join(folder, INDEX_FILE)):
-        files[INDEX_FILE] = _read(folder, INDEX_FILE)
-        for shard in sorted(set(_weight_map(files, folder).values())):
-            if not os.path.isfile(os.path.join(folder, shard)):
-                raise ConversionError(f"{folder}/{INDEX_FILE}: shard {shard!r} is missing")
-            files[shard] = _read(folder, shard)
-    elif os.path.isfile(os.path.join(folder, BIN_FILE)) or os.path.isfile(os.path.join(folder, BIN_INDEX_FILE)):
-        buffer = io.BytesIO()
-        write_safetensors(buffer, _read_pytorch_bin(folder))
-        files[SINGLE_FILE] = buffer.getvalue()
-    else:
+    files = read_folder(folder)
+    if SINGLE_FILE in files or INDEX_FILE in files:
+        return files  # a missing shard is reported by the loader, which names it
+    if not (os.path.isfile(os.path.join(folder, BIN_FILE)) or os.path.isfile(os.path.join(folder, BIN_INDEX_FILE))):
         raise ConversionError(
             f"{folder}: no weights found (expected {SINGLE_FILE}, {INDEX_FILE} with its shards, "
             f"{BIN_FILE} or {BIN_INDEX_FILE})"
         )
+    buffer = io.BytesIO()
+    write_safetensors(buffer, _read_pytorch_bin(folder))
+    files[SINGLE_FILE] = buffer.getvalue()
     return files
 
 
@@ -380,7 +373,7 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
     ids = prompt_ids(config.vocab_size)
     reference = source_model.forward(ids)  # (l, v)
     del source_model
-    raw, _ = _read_tensors(files, source)
+    raw, _ = read_tensors(files, source)
     rounded = {key: cast(array, dtype, key) for key, array in raw.items()}
     del raw
     rounded_reference = reference if dtype == "f32" else \
