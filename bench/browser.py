@@ -161,25 +161,29 @@ def prompt_of(tokenizer, n_tokens):
     return tokenizer.decode(ids)
 
 
+SPAN = 50  # tokens per measurement window: single messages arrive with the page's event-loop jitter
+
+
 def decode_figures(messages):
-    """Time per token from the stream of token messages: (n_generated, arrival ms) pairs."""
+    """Time per token from the stream of token messages, each carrying n_generated and its arrival."""
     points = [(m.get("n_generated", 0), m["at"]) for m in messages if m["type"] in ("started", "token", "done")]
-    intervals = [(n0, n1, (t1 - t0) / (n1 - n0)) for (n0, t0), (n1, t1) in zip(points, points[1:]) if n1 > n0]
-    per_token = [(n1, ms) for _, n1, ms in intervals]  # (token index, ms per token) per message
-    steady = [ms for n0, _, ms in intervals if n0 >= WARMUP]
-    around = {}
-    for probe in PROBE_TOKENS:
-        covering = [ms for n0, n1, ms in intervals if n0 < probe <= n1]
-        if covering:
-            around[str(probe)] = covering[0]
-    heap = [m["wasm_heap_bytes"] for m in messages if "wasm_heap_bytes" in m]
+
+    def ms_per_token(first, last):
+        """Over the messages from the one at or before token `first` to the one at or after `last`."""
+        start = max((p for p in points if p[0] <= first), default=points[0])
+        end = min((p for p in points if p[0] >= last), default=points[-1])
+        return (end[1] - start[1]) / max(1, end[0] - start[0])
+
+    n_total = points[-1][0]
+    windows = [(n, ms_per_token(n, n + SPAN)) for n in range(WARMUP, n_total - SPAN + 1, SPAN)]
+    heap = [(m["n_generated"], m["wasm_heap_bytes"] / 2**20) for m in messages if "wasm_heap_bytes" in m]
     return {
-        "decode_tok_s": 1000 / statistics.median(steady),
-        "ms_per_token_at": around,
-        "ms_per_token_series": per_token,
-        "wasm_heap_mb_series": [(m["n_generated"], m["wasm_heap_bytes"] / 2**20)
-                                for m in messages if "wasm_heap_bytes" in m],
-        "peak_wasm_heap_mb": max(heap) / 2**20 if heap else None,
+        "decode_tok_s": 1000 / statistics.median(ms for _, ms in windows),
+        "ms_per_token_at": {str(p): ms_per_token(max(0, p - SPAN // 2), p + SPAN // 2) for p in PROBE_TOKENS
+                            if p + SPAN // 2 <= n_total or p == PROBE_TOKENS[0]},
+        "ms_per_token_series": windows,
+        "wasm_heap_mb_series": heap,
+        "peak_wasm_heap_mb": max(mb for _, mb in heap) if heap else None,
     }
 
 
