@@ -20,6 +20,7 @@ from .models import ROOT, default_model_dir, ensure_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
+RESULTS = ROOT / ".cache" / "bench" / "results.json"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ENGINES = ("browser", "mamba_wasm", "transformers")
 
@@ -113,17 +114,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 build.py bench")
     parser.add_argument("--tokens", type=int, default=4010, help="tokens generated per engine and model")
     parser.add_argument("--quick", action="store_true", help="300 tokens: a smoke run, not for the record")
+    parser.add_argument("--report-only", action="store_true",
+                        help="redo the table, plot and docs from the last run's .cache/bench/results.json")
     args = parser.parse_args(argv)
-    n_tokens = 300 if args.quick else args.tokens
-    demo = default_model_dir()
-    models = {demo.name: demo, "mamba-130m-shaped": ensure_130m_shaped()}
-    results = {"browser": browser.run(models, n_tokens)}
-    for engine in ("mamba_wasm", "transformers"):
-        results[engine] = {name: native(engine, folder, n_tokens) for name, folder in models.items()}
-    text = table(results, list(models))
+    if args.report_only:
+        saved = json.loads(RESULTS.read_text())
+        results, n_tokens = saved["results"], saved["n_tokens"]
+        for figures in results["browser"].values():
+            figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
+    else:
+        n_tokens = 300 if args.quick else args.tokens
+        demo = default_model_dir()
+        models = {demo.name: demo, "mamba-130m-shaped": ensure_130m_shaped()}
+        results = {"browser": browser.run(models, n_tokens)}
+        for engine in ("mamba_wasm", "transformers"):
+            results[engine] = {name: native(engine, folder, n_tokens) for name, folder in models.items()}
+        RESULTS.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
+    models = list(results["browser"])
+    text = table(results, models)
     print(text)
-    plot(results, list(models))
-    (ROOT / ".cache" / "bench" / "results.json").write_text(json.dumps(results))
+    plot(results, models)
     write_doc(f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
               f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
 

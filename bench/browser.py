@@ -164,6 +164,11 @@ def prompt_of(tokenizer, n_tokens):
 SPAN = 50  # tokens per measurement window: single messages arrive with the page's event-loop jitter
 
 
+def probes(windows):
+    """ms per token in the window holding each probe token; windows are (first token, ms)."""
+    return {str(p): ms for p in PROBE_TOKENS for first, ms in windows if first < p <= first + SPAN}
+
+
 def decode_figures(messages):
     """Time per token from the stream of token messages, each carrying n_generated and its arrival."""
     points = [(m.get("n_generated", 0), m["at"]) for m in messages if m["type"] in ("started", "token", "done")]
@@ -179,8 +184,7 @@ def decode_figures(messages):
     heap = [(m["n_generated"], m["wasm_heap_bytes"] / 2**20) for m in messages if "wasm_heap_bytes" in m]
     return {
         "decode_tok_s": 1000 / statistics.median(ms for _, ms in windows),
-        "ms_per_token_at": {str(p): ms_per_token(max(0, p - SPAN // 2), p + SPAN // 2) for p in PROBE_TOKENS
-                            if p + SPAN // 2 <= n_total or p == PROBE_TOKENS[0]},
+        "ms_per_token_at": probes(windows),
         "ms_per_token_series": windows,
         "wasm_heap_mb_series": heap,
         "peak_wasm_heap_mb": max(mb for _, mb in heap) if heap else None,
