@@ -151,8 +151,8 @@ def test_f32_file_is_the_safetensors_librarys_own(converted):
 
 @pytest.mark.parametrize("name, dtype", CASES)
 def test_transformers_loads_the_output(converted, name, dtype):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
     transformers.logging.set_verbosity_error()
     models_dir, results = converted
     folder = os.path.join(models_dir, results[(name, dtype)][0]["path"])
@@ -203,7 +203,7 @@ def _bin_checkpoint(torch, name, folder, shards=1):
 
 @pytest.mark.parametrize("name, shards", [("hf_untied_k3", 1), ("bf16", 1), ("original_layout", 1), ("f16_sharded", 3)])
 def test_pytorch_bin_converts(tmp_path, name, shards):
-    torch = pytest.importorskip("torch")
+    import torch
     _bin_checkpoint(torch, name, tmp_path / "source", shards)
     (tmp_path / "models").mkdir()
     entry, conversion_error, rounding_error = convert(tmp_path / "source", tmp_path / "models")
@@ -214,7 +214,7 @@ def test_pytorch_bin_converts(tmp_path, name, shards):
 
 
 def test_pytorch_bin_without_torch_says_so(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    import torch
     _bin_checkpoint(torch, "hf_untied_k3", tmp_path / "source")
     (tmp_path / "models").mkdir()
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
@@ -223,7 +223,7 @@ def test_pytorch_bin_without_torch_says_so(tmp_path, monkeypatch):
 
 
 def test_corrupt_pytorch_bin(tmp_path):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  (installed by the test command)
     (tmp_path / "source").mkdir()
     (tmp_path / "models").mkdir()
     shutil.copyfile(os.path.join(SOURCES["hf_untied_k3"], "config.json"), tmp_path / "source" / "config.json")
@@ -237,8 +237,8 @@ def test_corrupt_pytorch_bin(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_writer_aligns_mixed_dtypes_and_the_safetensors_library_reads_it():
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    import torch
+    import safetensors.torch as safetensors_torch
     rng = np.random.default_rng(0)
     tensors = {
         "a": rng.standard_normal(3).astype(np.float16),  # odd byte counts before wider types
@@ -261,7 +261,7 @@ def test_writer_aligns_mixed_dtypes_and_the_safetensors_library_reads_it():
 
 
 def test_bf16_rounding_matches_torch():
-    torch = pytest.importorskip("torch")
+    import torch
     rng = np.random.default_rng(0)
     values = rng.standard_normal(10_000).astype(np.float32) * np.float32(10.0) ** rng.integers(-30, 30, 10_000)
     ties = (rng.integers(0, 0x7F00, 1000, dtype=np.uint32) << 16 | 0x8000).view(np.float32)  # exactly halfway

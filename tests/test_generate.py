@@ -72,11 +72,17 @@ def test_stop_then_continue_equals_one_long_generation(model, tokenizer):
     assert part == whole
 
 
-def test_end_of_text_stops_generation(model, tokenizer, monkeypatch):
+@pytest.fixture
+def eos_is_first_greedy_token(model, tokenizer, monkeypatch):
+    """Make the first token greedy decoding of "Stop" produces play end-of-text; return it."""
     session = Session(model, tokenizer)
     run(session, "Stop", 3, temperature=0)
     first = session.generated_ids[0]
     monkeypatch.setattr(type(tokenizer), "eos_token_id", property(lambda self: first))
+    return first
+
+
+def test_end_of_text_stops_generation(model, tokenizer, eos_is_first_greedy_token):
     session = Session(model, tokenizer)
     assert run(session, "Stop", 10, temperature=0) == "" and session.done and session.n_generated == 1
 
@@ -106,13 +112,9 @@ def test_long_prompt_is_prefilled_in_blocks(model, tokenizer, monkeypatch):
     assert run(Session(model, tokenizer), prompt, 5, temperature=0) == expected
 
 
-def test_end_of_text_can_be_ignored_for_an_exact_length(model, tokenizer, monkeypatch):
-    session = Session(model, tokenizer)
-    run(session, "Stop", 3, temperature=0)
-    first = session.generated_ids[0]
-    monkeypatch.setattr(type(tokenizer), "eos_token_id", property(lambda self: first))
+def test_end_of_text_can_be_ignored_for_an_exact_length(model, tokenizer, eos_is_first_greedy_token):
     session = Session(model, tokenizer)
     session.start("Stop", 10, stop_at_eos=False, temperature=0)
     while not session.done:
         session.advance(4)
-    assert session.n_generated == 10 and session.generated_ids[0] == first
+    assert session.n_generated == 10 and session.generated_ids[0] == eos_is_first_greedy_token

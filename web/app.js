@@ -174,16 +174,21 @@ function readParams() {
   return params;
 }
 
+// The parameters, or null after showing why one of them is invalid.
+function paramsOrShowError() {
+  try {
+    return readParams();
+  } catch (e) {
+    showError(e.message);
+    return null;
+  }
+}
+
 function generate(prompt = ui.prompt.value) {
   if (document.body.dataset.state !== "ready") return;
   clearError();
-  let params;
-  try {
-    params = readParams();
-  } catch (e) {
-    showError(e.message);
-    return;
-  }
+  const params = paramsOrShowError();
+  if (params === null) return;
   ui.promptEcho.textContent = prompt;
   ui.output.textContent = "";
   ui.tokenCount.textContent = "0";
@@ -207,13 +212,8 @@ function regenerate() {
 function continueGeneration() {
   if (document.body.dataset.state !== "ready" || !canContinue) return;
   clearError();
-  let params;
-  try {
-    params = readParams();
-  } catch (e) {
-    showError(e.message);
-    return;
-  }
+  const params = paramsOrShowError();
+  if (params === null) return;
   canContinue = false;
   setState("generating");
   setStatus("Continuing…");

@@ -5,13 +5,12 @@ static file server on 127.0.0.1. A test that needs a broken or extra file (a cor
 mounts an overlay: a folder served under its own URL prefix, in front of dist/, so the pristine
 site at / is never changed. Chromium is the system's (build.find_chromium), never a download.
 
-`python3 build.py test` sets MAMBA_WASM_E2E_REQUIRED=1: then a missing browser or Playwright is a
-failure; run by hand without them, these tests are skipped with the reason.
+A missing browser or Playwright is a failure that says what to install, never a skip:
+`python3 build.py test` installs both.
 """
 
 import importlib.util
 import json
-import os
 import pathlib
 import posixpath
 import threading
@@ -38,9 +37,7 @@ build = _load_build_module()
 
 
 def _unavailable(reason):
-    if os.environ.get("MAMBA_WASM_E2E_REQUIRED") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.fail(reason)
 
 
 def pytest_terminal_summary(terminalreporter):
