@@ -33,6 +33,8 @@ class Session:
         self._prompt = None
         self._prompt_ids = []
         self._after_prompt = None  # (state, logits) right after the prompt, for Regenerate
+        self._pending = None  # (prompt, ids, state, next position) while a prompt is being run
+        self._request = None  # (SamplingParams, max_new_tokens, stop_at_eos) of the latest begin
 
     def start(self, prompt, max_new_tokens=200, stop_at_eos=True, **sampling):
         """Run the prompt (or restore its saved state) and get ready to generate.
@@ -40,6 +42,14 @@ class Session:
         `sampling` holds SamplingParams fields. With stop_at_eos False, an end-of-text token is
         generated like any other (benchmarks need an exact length). Returns the number of prompt tokens.
         """
+        n_prompt = self.begin(prompt, max_new_tokens, stop_at_eos, **sampling)
+        while not self.prefill_step():
+            pass
+        return n_prompt
+
+    def begin(self, prompt, max_new_tokens=200, stop_at_eos=True, **sampling):
+        """`start` in pieces, so a caller can stop a long prompt between two blocks: check and
+        tokenize here, then call prefill_step() until it returns True."""
         params = SamplingParams(**sampling)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -47,24 +57,42 @@ class Session:
             raise InputError("the prompt is empty: type some text to continue")
         began = time.perf_counter()
         self.prompt_state_reused = prompt == self._prompt
+        self._request = (params, max_new_tokens, stop_at_eos)
+        self.generated_ids, self.done, self._pending = [], True, None  # nothing to generate yet
         if not self.prompt_state_reused:
             ids = self.tokenizer.encode(prompt)
             if len(ids) > MAX_PROMPT_TOKENS:
                 raise InputError(f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}")
-            self._prompt, self._after_prompt = None, None  # a failure below must not leave a stale pair
-            state = self.model.new_state()
-            logits = self._prefill(ids, state)
-            self._prompt, self._prompt_ids, self._after_prompt = prompt, ids, (state, logits)
+            self._prompt, self._after_prompt = None, None  # a stopped prefill must not leave a stale pair
+            self._pending = (prompt, ids, self.model.new_state(), 0)  # prompt, ids, state, next position
             self.n_prompt = len(ids)
         self.prefill_seconds = time.perf_counter() - began
+        return self.n_prompt
+
+    def prefill_step(self):
+        """Run the next PREFILL_BLOCK prompt tokens; True once the prompt has run and tokens can
+        be generated (at once when its state was reused)."""
+        began = time.perf_counter()
+        if self._pending is not None:
+            prompt, ids, state, position = self._pending
+            logits = self.model.prefill(ids[position : position + PREFILL_BLOCK], state)
+            position += PREFILL_BLOCK
+            self._pending = (prompt, ids, state, position) if position < len(ids) else None
+            if self._pending is not None:
+                self.prefill_seconds += time.perf_counter() - began
+                return False
+            self._prompt, self._prompt_ids = prompt, ids
+            self._after_prompt = (state, self._mask_padding(logits))
+        params, self.max_new_tokens, stop_at_eos = self._request
         state, logits = self._after_prompt
         self._state, self._logits = state.copy(), logits
         self._seen = set(self._prompt_ids)
         self._sampler = Sampler(params)
         self._detok = StreamingDetokenizer(self.tokenizer)
-        self.generated_ids, self.max_new_tokens, self.done = [], max_new_tokens, False
         self._eos = self.tokenizer.eos_token_id if stop_at_eos else None
-        return self.n_prompt
+        self.done = False
+        self.prefill_seconds += time.perf_counter() - began
+        return True
 
     def advance(self, n_tokens=1):
         """Generate up to n_tokens more; returns the new text (possibly empty)."""
@@ -99,11 +127,6 @@ class Session:
     @property
     def state_nbytes(self):
         return self.model.state_nbytes
-
-    def _prefill(self, ids, state):
-        for start in range(0, len(ids), PREFILL_BLOCK):
-            logits = self.model.prefill(ids[start : start + PREFILL_BLOCK], state)
-        return self._mask_padding(logits)
 
     def _mask_padding(self, logits):
         """Rows past the tokenizer's vocabulary (padding to a multiple of 8) are never sampled."""

@@ -118,3 +118,22 @@ def test_end_of_text_can_be_ignored_for_an_exact_length(model, tokenizer, eos_is
     while not session.done:
         session.advance(4)
     assert session.n_generated == 10 and session.generated_ids[0] == eos_is_first_greedy_token
+
+
+def test_a_prompt_runs_block_by_block_and_can_be_abandoned(model, tokenizer, monkeypatch):
+    monkeypatch.setattr(generation, "PREFILL_BLOCK", 8)
+    prompt = "a prompt of many blocks, " * 10
+    expected = run(Session(model, tokenizer), prompt, 6, temperature=0)
+
+    session = Session(model, tokenizer)
+    n_prompt = session.begin(prompt, 6, temperature=0)
+    blocks = 1
+    while not session.prefill_step():
+        assert session.done  # nothing can be generated before the whole prompt has run
+        blocks += 1
+    assert blocks == -(-n_prompt // 8)
+
+    session = Session(model, tokenizer)
+    session.begin(prompt, 6, temperature=0)
+    assert not session.prefill_step()  # abandoned after one block, as a Stop would
+    assert run(session, prompt, 6, temperature=0) == expected and not session.prompt_state_reused

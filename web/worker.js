@@ -46,7 +46,7 @@ let manifest = null;  // manifest.json: {files: {path: {sha256, size}}, package,
 let pyodide = null;
 let PythonError = null;  // pyodide.ffi.PythonError: how a Python exception arrives in JavaScript
 let py = null;        // proxies of the Python functions used here, kept for the worker's life
-let loaded = null;    // the current model: {name, model, tokenizer, session, start, advance} proxies
+let loaded = null;    // the current model: {name, model, tokenizer, session, begin, prefillStep, advance, extend} proxies
 let generation = null;  // {id, stopRequested, stoppedAt: tokens generated when Stop arrived}
 
 self.importScripts("model-store.js");  // models from a URL or the user's files: plan, fetch, save
@@ -324,8 +324,8 @@ async function load(msg) {
   // One Session per model: it keeps the state after the prompt, so the same prompt again
   // (Regenerate) skips the prefill.
   const session = py.Session(model, tokenizer);
-  loaded = { name, model, tokenizer, session, start: session.start, advance: session.advance,
-    extend: session.extend };
+  loaded = { name, model, tokenizer, session, begin: session.begin,
+    prefillStep: session.prefill_step, advance: session.advance, extend: session.extend };
   const config = model.config;
   const configFields = {};
   for (const key of ["d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "d_inner",
@@ -364,7 +364,9 @@ function toPythonFiles(byName) {
 }
 
 function release(proxies) {
-  for (const key of ["extend", "advance", "start", "session", "tokenizer", "model"]) proxies[key].destroy();
+  for (const key of ["extend", "advance", "prefillStep", "begin", "session", "tokenizer", "model"]) {
+    proxies[key].destroy();
+  }
 }
 
 function manifestPath(url) {  // "models/x/config.json" when url is a file of this site's manifest
@@ -393,9 +395,15 @@ function yieldToEventLoop() {
 async function generate(msg) {
   if (loaded === null) throw new Error("No model is loaded yet.");
   generation = { id: msg.id, stopRequested: false, stoppedAt: null };
-  const { session, start } = loaded;
+  const { session, begin, prefillStep } = loaded;
   try {
-    const nPrompt = start.callKwargs(msg.prompt, msg.params);
+    const nPrompt = begin.callKwargs(msg.prompt, msg.params);
+    // The prompt runs a block at a time with a yield between blocks, so Stop lands within one
+    // block of a long prompt too (streamTokens then reports it stopped, with nothing generated).
+    while (!prefillStep()) {
+      await yieldToEventLoop();
+      if (generation.stopRequested) break;
+    }
     self.postMessage({ type: "started", id: msg.id, n_prompt: nPrompt,
       prefill_ms: session.prefill_seconds * 1000, prompt_state_reused: session.prompt_state_reused,
       state_nbytes: session.state_nbytes, continued: false });
