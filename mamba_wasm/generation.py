@@ -1,7 +1,8 @@
 """Generation: a prompt in, complete pieces of text out, one token at a time.
 
 `Session` is the resumable form the web worker drives in small batches (so a Stop message
-can land between two tokens); `generate` is the plain Python generator built on it.
+can land between two tokens, or two blocks of a long prompt); `generate` is the plain Python
+generator built on it.
 
 Because Mamba's state has a fixed size, the state right after the prompt is kept: starting
 again with the same prompt (Regenerate) restores it instead of running the prompt again.
