@@ -431,6 +431,10 @@ def serve(host, port):
 
 VENV = ROOT / ".venv"
 CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+# Headless launch flags for the tests and benchmarks: without the background-networking ones,
+# Chromium keeps trying to reach Google's hosts, which a closed network refuses.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def find_chromium():

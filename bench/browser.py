@@ -13,11 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+import build  # build.py at the repository root: `python -m bench` runs from there
+
 from .native import PROBE_TOKENS, PROMPT_LENGTHS, WARMUP
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 READY_TIMEOUT_S = 600
 
 RECORD_WORKER = """
@@ -34,15 +34,6 @@ RECORD_WORKER = """
   };
 })();
 """
-
-
-def _load_build():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mamba_wasm_build", ROOT / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _sha256(path):
@@ -197,14 +188,13 @@ def run(models, n_tokens):
 
     import mamba_wasm
 
-    build = _load_build()
     build.build(quiet=True)
     default = json.loads((ROOT / "models" / "index.json").read_text())["default"]
     site = BenchSite(build, {name: folder for name, folder in models.items() if name != default})
     results = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
             for name, folder in models.items():
                 tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
                 context = browser.new_context()

@@ -21,8 +21,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 READY_TIMEOUT_MS = 180_000  # Pyodide's first start on a loaded 2-core machine can take a while
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMINGS = {}  # name -> text, printed at the end of the run
 
 
@@ -153,7 +151,7 @@ def browser():
         _unavailable("no Chromium found: set MAMBA_WASM_CHROMIUM, or install one "
                      "(apt-get install -y chromium); `python3 build.py test` does this")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=build.CHROMIUM_FLAGS)
         yield browser
         browser.close()
 
