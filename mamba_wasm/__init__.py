@@ -1,4 +1,4 @@
-"""mamba-wasm: Mamba language models in pure NumPy, for the browser (Pyodide) and natively.
+"""mamba-wasm: Mamba and Mamba-2 language models in pure NumPy, for the browser (Pyodide) and natively.
 
     model = load_model("models/shakespeare")
     tok = Tokenizer.from_file("models/shakespeare/tokenizer.json")
@@ -7,10 +7,11 @@
 """
 
 from .checkpoint import load_model, load_model_from_files
-from .config import MambaConfig
+from .config import Mamba2Config, MambaConfig
 from .detokenizer import StreamingDetokenizer
 from .errors import CheckpointError, ConfigError, InputError, MambaWasmError, SafetensorsError, TokenizerError
 from .generation import Session, generate
+from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
 from .tokenizer import Tokenizer
@@ -22,6 +23,8 @@ __all__ = [
     "ConfigError",
     "InputError",
     "Mamba",
+    "Mamba2",
+    "Mamba2Config",
     "MambaConfig",
     "MambaState",
     "MambaWasmError",
