@@ -59,11 +59,10 @@ def test_the_wheel_holds_the_package_and_names_numpy_as_its_only_dependency(inst
 
 def test_the_installed_command_and_module_generate_from_another_directory(installed, tmp_path):
     bin_dir, _ = installed
-    args = ["generate", MODEL_DIR, "--prompt", "To be", "--max-new-tokens", "12", "--seed", "3"]
+    args = ["generate", MODEL_DIR, "--prompt", "To be", "--max-new-tokens", "12", "--seed", "3", "--no-echo"]
     by_command = run([bin_dir / "mamba-wasm", *args], cwd=tmp_path)
     by_module = run([bin_dir / "python", "-m", "mamba_wasm", *args], cwd=tmp_path)
-    model = mamba_wasm.load_model(MODEL_DIR)
-    tokenizer = mamba_wasm.Tokenizer.from_file(MODEL_DIR / "tokenizer.json")
+    model, tokenizer = mamba_wasm.from_pretrained(MODEL_DIR)
     expected = "".join(mamba_wasm.generate(model, tokenizer, "To be", 12, seed=3))
     assert by_command.stdout == by_module.stdout == expected + "\n"
     where = run([bin_dir / "python", "-c", "import mamba_wasm; print(mamba_wasm.__file__)"], cwd=tmp_path)
