@@ -1,12 +1,13 @@
 """mamba-wasm: Mamba and Mamba-2 language models in pure NumPy, for the browser (Pyodide) and natively.
 
-    model = load_model("models/shakespeare")
-    tok = Tokenizer.from_file("models/shakespeare/tokenizer.json")
-    for piece in generate(model, tok, "ROMEO:", max_new_tokens=100, seed=0):
+    model, tok = from_pretrained("models/shakespeare")   # config.json, *.safetensors, tokenizer.json
+    for piece in generate(model, tok, "ROMEO.", max_new_tokens=100, temperature=0.8, seed=11):
         print(piece, end="")
+
+Learners: mamba_wasm/reference.py is the step in the paper's notation; model.py the fast one.
 """
 
-from .checkpoint import load_model, load_model_from_files
+from .checkpoint import from_pretrained, load_model, load_model_from_files
 from .config import Mamba2Config, MambaConfig
 from .detokenizer import StreamingDetokenizer
 from .errors import CheckpointError, ConfigError, InputError, MambaWasmError, SafetensorsError, TokenizerError
@@ -35,6 +36,7 @@ __all__ = [
     "StreamingDetokenizer",
     "Tokenizer",
     "TokenizerError",
+    "from_pretrained",
     "generate",
     "load_model",
     "load_model_from_files",

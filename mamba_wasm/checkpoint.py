@@ -22,11 +22,13 @@ from .errors import CheckpointError, ConfigError
 from .mamba2 import Mamba2
 from .model import Mamba
 from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
+from .tokenizer import Tokenizer
 from .weights import LayerWeights, Mamba2LayerWeights, MambaWeights
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+TOKENIZER_FILE = "tokenizer.json"
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 
 # The one place checkpoint keys are named. Both layouts use the same keys except the
@@ -90,6 +92,13 @@ def load_model(path):
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
     return load_model_from_files(read_folder(path), path)
+
+
+def from_pretrained(path):
+    """(model, tokenizer) from a checkpoint folder: config.json, the safetensors file(s) and
+    tokenizer.json, as transformers' from_pretrained gives them for a local folder."""
+    model = load_model(path)
+    return model, Tokenizer.from_file(os.path.join(path, TOKENIZER_FILE))
 
 
 def read_folder(path):

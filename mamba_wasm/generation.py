@@ -57,6 +57,18 @@ class Decoding:
 
 
 class Session:
+    """One model and tokenizer generating text, resumable between any two tokens.
+
+        session = Session(model, tokenizer)
+        session.start("ROMEO.", 100, temperature=0.8, seed=11)   # runs the prompt
+        while not session.done:
+            print(session.advance(1), end="")                     # complete UTF-8 text per call
+
+    `start` (or `begin` + `prefill_step`) takes the sampling keywords of SamplingParams:
+    temperature (0 greedy), top_k, top_p, repetition_penalty, seed. `extend(n)` continues a
+    stopped or finished generation. Read n_prompt, n_generated, generated_ids, done.
+    """
+
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
@@ -85,7 +97,10 @@ class Session:
         """`start` in pieces, so a caller can stop a long prompt between two blocks: check and
         tokenize here, then call prefill_step() until it returns True."""
         params = SamplingParams(**sampling)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        if not isinstance(prompt, str):
+            raise InputError(f"the prompt must be text (a str), got {type(prompt).__name__}; "
+                             "to start from token ids, use model.prefill(ids, state) and model.step")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if not prompt:
             raise InputError("the prompt is empty: type some text to continue")
@@ -152,6 +167,8 @@ class Session:
         """Continue a stopped or finished generation for up to `more_tokens` more tokens."""
         if self._decoding is None:
             raise InputError("nothing to continue: generate first")
+        if isinstance(more_tokens, bool) or not isinstance(more_tokens, int) or more_tokens < 1:
+            raise InputError(f"more_tokens must be a positive integer, got {more_tokens!r}")
         self.max_new_tokens = self.n_generated + more_tokens
         self.done = False
 
@@ -173,7 +190,13 @@ class Session:
 
 
 def generate(model, tokenizer, prompt, max_new_tokens=200, **sampling):
-    """Yield the continuation of `prompt` as complete pieces of text."""
+    """Yield the continuation of the text `prompt` (not including it) as pieces of complete
+    UTF-8 text, up to max_new_tokens tokens; stops early at the tokenizer's end-of-text token.
+
+    `sampling` takes SamplingParams' keywords: temperature (default 0.8; 0 is greedy), top_k
+    (0: no limit), top_p (1.0: no nucleus filter), repetition_penalty (1.0: none), seed (None:
+    fresh). Bad arguments raise InputError when iteration begins, before any text.
+    """
     session = Session(model, tokenizer)
     session.start(prompt, max_new_tokens, **sampling)
     while not session.done:
