@@ -30,8 +30,28 @@ class MambaConfig:
     tie_embeddings: bool
     layout: str  # one of SUPPORTED_LAYOUTS: decides the tensor names
 
+    architecture = "Mamba-1"  # shown to users; Mamba2Config says "Mamba-2"
+
     def to_dict(self):
         return asdict(self)
+
+    def n_params(self):
+        """Parameters the checkpoint holds, from the config alone (before any weight is read):
+        the tensors of transformers' MambaMixer, a tied lm_head counted once."""
+        d, d_in, n, k, r, v = (self.d_model, self.d_inner, self.d_state, self.d_conv,
+                               self.dt_rank, self.vocab_size)
+        mixer = (d * 2 * d_in  # in_proj
+                 + d_in * k + (d_in if self.conv_bias else 0)  # conv1d
+                 + d_in * (r + 2 * n)  # x_proj
+                 + r * d_in + d_in  # dt_proj (always with a bias)
+                 + d_in * n + d_in  # A_log, D
+                 + d_in * d + (2 * d_in + d if self.proj_bias else 0))  # out_proj; in/out biases
+        per_layer = d + mixer  # + the block's RMSNorm
+        return v * d + self.n_layer * per_layer + d + (0 if self.tie_embeddings else v * d)
+
+    def state_nbytes(self):
+        """Bytes of the float32 recurrent state: conv (n_layer, d_in, k) + ssm (n_layer, d_in, n)."""
+        return 4 * self.n_layer * self.d_inner * (self.d_conv + self.d_state)
 
 
 def config_from_json(text, source="config.json"):
