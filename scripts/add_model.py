@@ -16,7 +16,7 @@ Output, models/NAME/ in transformers' layout, which both the page and
 MambaForCausalLM.from_pretrained load:
     config.json         HF keys; an original checkpoint's padded vocabulary (50277 -> 50280) is kept
     model.safetensors   every tensor at --dtype: f32 (default, lossless from f32), f16 (half the
-                        download) or bf16; written by the NumPy writer below (no safetensors library)
+                        download) or bf16; written by mamba_wasm.safetensors' NumPy writer (no safetensors library)
     tokenizer.json      copied
 and NAME's entry in models/index.json (appended, or replaced in place with --force).
 
@@ -33,7 +33,6 @@ and, for f16/bf16, a rounded copy are held at once (about 4x the f32 size).
 """
 
 import argparse
-import io
 import json
 import os
 import re
@@ -59,7 +58,7 @@ from mamba_wasm.checkpoint import (  # noqa: E402  (the loader's own readers: we
     read_tensors,
 )
 from mamba_wasm.config import config_from_json  # noqa: E402
-from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, to_float32  # noqa: E402
+from mamba_wasm.safetensors import BFLOAT16, safetensors_bytes, to_float32, write_safetensors  # noqa: E402
 
 BIN_FILE = "pytorch_model.bin"
 BIN_INDEX_FILE = "pytorch_model.bin.index.json"
@@ -104,9 +103,7 @@ def read_checkpoint(folder):
             f"{folder}: no weights found (expected {SINGLE_FILE}, {INDEX_FILE} with its shards, "
             f"{BIN_FILE} or {BIN_INDEX_FILE})"
         )
-    buffer = io.BytesIO()
-    write_safetensors(buffer, _read_pytorch_bin(folder))
-    files[SINGLE_FILE] = buffer.getvalue()
+    files[SINGLE_FILE] = safetensors_bytes(_read_pytorch_bin(folder))
     return files
 
 
@@ -227,31 +224,6 @@ def cast(array, dtype, key):
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing a .safetensors file (format: see mamba_wasm/safetensors.py, which reads it back)
-# ---------------------------------------------------------------------------------------------
-
-def write_safetensors(file, tensors, metadata=None):
-    """Write {name: array} (F32, F16 or BF16) to the binary file object `file`, as the
-    `safetensors` library does: wider dtypes first, then by name, with no gaps, so that each
-    tensor starts at a multiple of its itemsize; the header is padded with spaces to 8 bytes."""
-    order = sorted(tensors, key=lambda name: (-tensors[name].dtype.itemsize, name))
-    header, offset = {"__metadata__": metadata or {"format": "pt"}}, 0
-    for name in order:
-        array = tensors[name]
-        dtype = DTYPE_NAMES.get(array.dtype)
-        if dtype not in ("F32", "F16", "BF16"):
-            raise ConversionError(f"tensor {name!r}: dtype {array.dtype} cannot be written (F32, F16, BF16)")
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    file.write(len(encoded).to_bytes(8, "little"))
-    file.write(encoded)
-    for name in order:
-        file.write(np.ascontiguousarray(tensors[name]).data)
-
-
-# ---------------------------------------------------------------------------------------------
 # Verifying: the same token ids through the source and the converted model
 # ---------------------------------------------------------------------------------------------
 
@@ -267,9 +239,7 @@ def relative_error(logits, reference):
 
 def model_from_tensors(config_text, tensors, source):
     """A model from in-memory tensors in any layout, through the same loader as a folder."""
-    buffer = io.BytesIO()
-    write_safetensors(buffer, tensors)
-    return load_model_from_files({CONFIG_FILE: config_text, SINGLE_FILE: buffer.getvalue()}, source)
+    return load_model_from_files({CONFIG_FILE: config_text, SINGLE_FILE: safetensors_bytes(tensors)}, source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +356,7 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
         with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as file:
             file.write(json.dumps(out_config, indent=2) + "\n")
         with open(os.path.join(staging, SINGLE_FILE), "wb") as file:
-            write_safetensors(file, hf_tensors(rounded, config))
+            write_safetensors(file, hf_tensors(rounded, config), metadata={"format": "pt"})
         shutil.copyfile(tokenizer, os.path.join(staging, TOKENIZER_FILE))
         converted = load_model(staging)
         logits = converted.forward(ids)  # (l, v)

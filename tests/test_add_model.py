@@ -7,7 +7,6 @@ transformers' MambaForCausalLM on the converted folder must match mamba_wasm wit
 bound of tests/test_parity.py (both float32; the summation order differs).
 """
 
-import io
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import pytest
 
 import mamba_wasm
 from mamba_wasm.errors import ConfigError
-from mamba_wasm.safetensors import BFLOAT16, read_safetensors, to_float32
+from mamba_wasm.safetensors import BFLOAT16, read_safetensors, safetensors_bytes, to_float32
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -233,32 +232,8 @@ def test_corrupt_pytorch_bin(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The writer and the bf16 rounding
+# The bf16 rounding (the writer: tests/test_safetensors.py)
 # ---------------------------------------------------------------------------------------------
-
-def test_writer_aligns_mixed_dtypes_and_the_safetensors_library_reads_it():
-    import torch
-    import safetensors.torch as safetensors_torch
-    rng = np.random.default_rng(0)
-    tensors = {
-        "a": rng.standard_normal(3).astype(np.float16),  # odd byte counts before wider types
-        "b": add_model.cast(rng.standard_normal((5, 1)).astype(np.float32), "bf16", "b"),
-        "c": rng.standard_normal((2, 3)).astype(np.float32),
-        "d": np.zeros((0, 4), np.float32),
-    }
-    buffer = io.BytesIO()
-    add_model.write_safetensors(buffer, tensors)
-    data = buffer.getvalue()
-    assert int.from_bytes(data[:8], "little") % 8 == 0
-    ours = read_safetensors(data)
-    for key, array in tensors.items():
-        assert ours[key].dtype == array.dtype and np.array_equal(to_float32(ours[key]), to_float32(array))
-        assert ours[key].flags.aligned
-    library = safetensors_torch.load(data)
-    for key, array in tensors.items():
-        assert np.array_equal(library[key].float().numpy(), to_float32(array))
-    assert library["b"].dtype == torch.bfloat16
-
 
 def test_bf16_rounding_matches_torch():
     import torch
@@ -276,8 +251,7 @@ def test_overflow_is_refused_with_advice(tmp_path):
     shutil.copytree(SOURCES["hf_untied_nobias"], source)
     tensors = {key: np.array(value) for key, value in read_safetensors((source / "model.safetensors").read_bytes()).items()}
     tensors["backbone.norm_f.weight"][0] = 1e5  # beyond float16's 65504
-    with open(source / "model.safetensors", "wb") as file:
-        add_model.write_safetensors(file, tensors)
+    (source / "model.safetensors").write_bytes(safetensors_bytes(tensors))
     (tmp_path / "models").mkdir()
     with pytest.raises(ConversionError, match=r"'backbone.norm_f.weight'.*overflow f16; use --dtype bf16 or f32"):
         convert(source, tmp_path / "models", dtype="f16")
