@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import build  # build.py at the repository root: `python -m bench` runs from there
+import build  # build.py and provision.py at the repository root: `python -m bench` runs from there
+import provision
 
 from .native import PROBE_TOKENS, PROMPT_LENGTHS, WARMUP
 
@@ -194,7 +195,7 @@ def run(models, n_tokens):
     results = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
             for name, folder in models.items():
                 tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
                 context = browser.new_context()
