@@ -183,12 +183,14 @@ def decode_figures(messages):
     }
 
 
-def run(models, n_tokens):
-    """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile."""
+def run(models, n_tokens, log):
+    """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile;
+    `log(message)` reports each stage."""
     from playwright.sync_api import sync_playwright
 
     import mamba_wasm
 
+    log("building dist/")
     build.build(quiet=True)
     default = json.loads((ROOT / "models" / "index.json").read_text())["default"]
     site = BenchSite(build, {name: folder for name, folder in models.items() if name != default})
@@ -200,12 +202,16 @@ def run(models, n_tokens):
                 tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
                 context = browser.new_context()
                 tab = Tab(context, site.url)
+                log(f"browser, {name}: loading the page and the model (cold: empty Cache API)")
                 cold = tab.open(name)
+                log(f"browser, {name}: prefill of {', '.join(map(str, PROMPT_LENGTHS))}-token prompts")
                 prefill = {}
                 for length in PROMPT_LENGTHS:
                     started = next(m for m in tab.generate(prompt_of(tokenizer, length), 1) if m["type"] == "started")
                     prefill[str(started["n_prompt"])] = started["n_prompt"] / (started["prefill_ms"] / 1000)
+                log(f"browser, {name}: decoding {n_tokens} tokens")
                 figures = decode_figures(tab.generate("The ", n_tokens, temperature=0.8, seed=0))
+                log(f"browser, {name}: reloading (warm: every file in the Cache API)")
                 tab.page.close()
                 warm = Tab(context, site.url).open(name)  # same profile: the Cache API holds every file
                 context.close()
