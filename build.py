@@ -6,10 +6,11 @@ Building and serving are here; what test, bench and add-model need installed is 
     python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
     python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
                                        missing, build, then run pytest over tests/ (ARGS go to pytest)
-    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md)
-    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] ...
+    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md; --quick writes no docs)
+    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] [--shard-size SIZE] ...
                                        convert a local checkpoint into models/NAME and models/index.json,
                                        checking its logits (scripts/add_model.py; add-model --help)
+    python3 build.py add-model --remove NAME   delete a model add-model added
 
 dist/ is a self-contained static site that makes no request outside its own origin:
     index.html app.js worker.js style.css     the page and its web worker (from web/)
