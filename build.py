@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Build, serve and test the static site that runs Mamba in the browser. Standard library only.
+Building and serving are here; what test, bench and add-model need installed is in provision.py.
 
     python3 build.py                   build dist/ (incremental)
     python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
     python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
                                        missing, build, then run pytest over tests/ (ARGS go to pytest)
-    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md)
-    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] ...
+    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md; --quick writes no docs)
+    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] [--shard-size SIZE] ...
                                        convert a local checkpoint into models/NAME and models/index.json,
                                        checking its logits (scripts/add_model.py; add-model --help)
+    python3 build.py add-model --remove NAME   delete a model add-model added
 
 dist/ is a self-contained static site that makes no request outside its own origin:
     index.html *.js style.css facts.js        the page and its module worker (web/; facts.js generated)
@@ -40,6 +42,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+
+import provision  # .venv and Chromium for the test, bench and add-model commands
 
 ROOT = pathlib.Path(__file__).resolve().parent
 DIST = ROOT / "dist"
@@ -454,101 +458,6 @@ def serve(host, port):
         server.server_close()
 
 
-# ---------------------------------------------------------------------------------------------
-# test: everything the test suite needs, installed when missing
-# ---------------------------------------------------------------------------------------------
-
-VENV = ROOT / ".venv"
-CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-# Headless launch flags for the tests and benchmarks: without the background-networking ones,
-# Chromium keeps trying to reach Google's hosts, which a closed network refuses.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def find_chromium():
-    """A system Chromium: $MAMBA_WASM_CHROMIUM, else the first of CHROMIUM_NAMES on PATH."""
-    override = os.environ.get("MAMBA_WASM_CHROMIUM")
-    if override:
-        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
-            raise BuildError(f"MAMBA_WASM_CHROMIUM={override} is not an executable file")
-        return override
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def ensure_chromium():
-    path = find_chromium()
-    if path:
-        return path
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise BuildError("no Chromium found (tried $MAMBA_WASM_CHROMIUM, "
-                         f"{', '.join(CHROMIUM_NAMES)}). Install one, e.g. as root on Debian: "
-                         "apt-get update && apt-get install -y chromium")
-    log("installing Debian's chromium (apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
-        if subprocess.run(command, env=env).returncode != 0:
-            raise BuildError(f"`{' '.join(command)}` failed")
-    path = find_chromium()
-    if path is None:
-        raise BuildError("apt-get installed chromium, but no chromium is on PATH")
-    return path
-
-
-def ensure_venv():
-    """.venv with requirements-test.txt installed; pip runs only when that file changed."""
-    python = VENV / "bin" / "python"
-    if not python.is_file():
-        log("creating .venv")
-        if subprocess.run([sys.executable, "-m", "venv", str(VENV)]).returncode != 0:
-            raise BuildError("python3 -m venv failed (Debian: apt-get install -y python3-venv)")
-    requirements = ROOT / "requirements-test.txt"
-    want = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(ROOT.glob("requirements*.txt"))))
-    stamp = VENV / ".requirements.sha256"
-    if stamp.is_file() and stamp.read_text().strip() == want.hexdigest():
-        return python
-    log("pip install -r requirements-test.txt")
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-               "-r", str(requirements)]
-    if subprocess.run(command, cwd=ROOT).returncode != 0:
-        raise BuildError("pip install -r requirements-test.txt failed")
-    stamp.write_text(want.hexdigest())
-    return python
-
-
-def test(pytest_args):
-    python = ensure_venv()
-    chromium = ensure_chromium()
-    build()
-    env = {**os.environ, "MAMBA_WASM_CHROMIUM": chromium, "MAMBA_WASM_DIST_BUILT": "1"}
-    command = [str(python), "-m", "pytest", "tests", *pytest_args]
-    log(" ".join(command[2:]))
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
-
-
-def add_model(args):
-    """Run scripts/add_model.py, which needs NumPy (torch only for pytorch_model.bin): with .venv's
-    Python when there is one, else with this one when it has NumPy, else make .venv first."""
-    import importlib.util
-    python = VENV / "bin" / "python"
-    if not python.is_file():
-        python = sys.executable if importlib.util.find_spec("numpy") else ensure_venv()
-    return subprocess.run([str(python), str(ROOT / "scripts" / "add_model.py"), *args]).returncode
-
-
-def bench(args):
-    """Run the benchmarks (bench/__main__.py) with .venv's Python: they need Playwright, torch and
-    transformers. Prints a table, writes docs/BENCHMARKS.md and docs/benchmarks.png."""
-    python = ensure_venv()
-    env = {**os.environ, "MAMBA_WASM_CHROMIUM": ensure_chromium()}
-    return subprocess.run([str(python), "-m", "bench", *args], cwd=ROOT, env=env).returncode
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build, serve and test the mamba-wasm site.")
     commands = parser.add_subparsers(dest="command")
@@ -569,14 +478,16 @@ def main(argv=None):
         if args.command == "serve":
             serve(args.host, args.port)
         elif args.command == "test":
-            return test(extra)
+            python, chromium = provision.ensure_venv(), provision.ensure_chromium()
+            build()
+            return provision.run_tests(python, chromium, extra)
         elif args.command == "add-model":
-            return add_model(extra)
+            return provision.run_add_model(extra)
         elif args.command == "bench":
-            return bench(extra)
+            return provision.run_bench(extra)
         else:
             build()
-    except BuildError as e:
+    except (BuildError, provision.ProvisionError) as e:
         print(f"build.py: error: {e}", file=sys.stderr)
         return 1
     return 0

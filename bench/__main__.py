@@ -1,6 +1,7 @@
 """Run every benchmark side by side, print one table, write docs/BENCHMARKS.md and a plot.
 
-    python3 build.py bench [--tokens N] [--quick]
+    python3 build.py bench [--tokens N]   the record: updates docs/BENCHMARKS.md and docs/benchmarks.png
+    python3 build.py bench --quick        a smoke run of 300 tokens: prints the table, writes no docs
 
 In one run, on the same checkpoints (the site's default model and a mamba-130m-shaped random
 one): (a) mamba_wasm in headless Chromium through the real page and worker, (b) mamba_wasm
@@ -13,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import browser
@@ -20,7 +22,9 @@ from .models import ROOT, default_model_dir, ensure_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
-RESULTS = ROOT / ".cache" / "bench" / "results.json"
+RESULTS = ROOT / ".cache" / "bench" / "results.json"  # the last full run: --report-only redoes its docs
+QUICK_RESULTS = ROOT / ".cache" / "bench" / "quick-results.json"
+QUICK_TOKENS = 300
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ENGINES = ("browser", "mamba_wasm", "transformers")
 
@@ -29,6 +33,11 @@ ENGINES = ("browser", "mamba_wasm", "transformers")
 # and a second thread fighting any other load made it 6x slower here (2.9 vs 19.1 tok/s,
 # mamba-130m-shaped). transformers keeps PyTorch's default of 2 threads.
 NATIVE_ENV = {"mamba_wasm": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, "transformers": {}}
+STARTED = time.monotonic()
+
+
+def log(message):
+    print(f"[bench {time.monotonic() - STARTED:6.0f} s] {message}", flush=True)
 
 
 def native(engine, model_dir, n_tokens):
@@ -113,7 +122,8 @@ def write_doc(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 build.py bench")
     parser.add_argument("--tokens", type=int, default=4010, help="tokens generated per engine and model")
-    parser.add_argument("--quick", action="store_true", help="300 tokens: a smoke run, not for the record")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TOKENS} tokens: a smoke run, not for the "
+                        "record (prints the table; docs/BENCHMARKS.md and docs/benchmarks.png are left as they are)")
     parser.add_argument("--report-only", action="store_true",
                         help="redo the table, plot and docs from the last run's .cache/bench/results.json")
     args = parser.parse_args(argv)
@@ -123,19 +133,31 @@ def main(argv=None):
         for figures in results["browser"].values():
             figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
     else:
-        n_tokens = 300 if args.quick else args.tokens
+        n_tokens = QUICK_TOKENS if args.quick else args.tokens
+        log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
         demo = default_model_dir()
+        log("the mamba-130m-shaped checkpoint (written once into .cache/bench/, with torch and transformers)")
         models = {demo.name: demo, "mamba-130m-shaped": ensure_130m_shaped()}
-        results = {"browser": browser.run(models, n_tokens)}
+        results = {"browser": browser.run(models, n_tokens, log)}
         for engine in ("mamba_wasm", "transformers"):
-            results[engine] = {name: native(engine, folder, n_tokens) for name, folder in models.items()}
-        RESULTS.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
+            results[engine] = {}
+            for name, folder in models.items():
+                log(f"{engine} native, {name}: prefill and {n_tokens} decoded tokens (own process)")
+                results[engine][name] = native(engine, folder, n_tokens)
+        saved = QUICK_RESULTS if args.quick else RESULTS
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
     models = list(results["browser"])
     text = table(results, models)
     print(text)
+    if args.quick:
+        log(f"quick run: {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} left unchanged (a full run "
+            f"updates them); figures saved in {QUICK_RESULTS.relative_to(ROOT)}")
+        return
     plot(results, models)
     write_doc(f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
               f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
+    log(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Read a .safetensors file with NumPy alone (Pyodide has no `safetensors` package).
+"""Read and write .safetensors files with NumPy alone (Pyodide has no `safetensors` package).
 
 The format (https://huggingface.co/docs/safetensors/index#format):
     8 bytes   N, the header length, unsigned 64-bit little-endian
@@ -10,8 +10,12 @@ Arrays are zero-copy views of the buffer (np.frombuffer), so a read-only `bytes`
 arrays. Every check the Rust reference does on the header (safetensors/src/tensor.rs, `validate`)
 is done here too, except that gaps between tensors are allowed; each failure raises
 SafetensorsError naming the file, the tensor and the problem.
+
+The writer (`write_safetensors`, `safetensors_bytes`) lays a file out byte for byte as the Rust
+library does (safetensors/src/tensor.rs, `prepare`), which tests/test_safetensors.py checks.
 """
 
+import io
 import json
 import math
 
@@ -42,6 +46,9 @@ DTYPES = {
     "BOOL": np.dtype("?"),
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+# The library writes tensors by dtype, largest first in the order of its Dtype enum, then by name:
+# every tensor then starts at a multiple of its itemsize.
+WRITE_ORDER = ["U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "I8", "U8", "BOOL"]
 
 
 def read_safetensors(buffer, source="model.safetensors"):
@@ -82,6 +89,39 @@ def read_safetensors(buffer, source="model.safetensors"):
         spans.append((begin, end, name))
     _check_no_overlap(spans, source)
     return tensors
+
+
+def write_safetensors(file, tensors, metadata=None):
+    """Write {name: array} to the binary file object `file`; `metadata` ({str: str}) goes into the
+    header's __metadata__ when given, keys sorted. The header is padded with spaces to a multiple of 8."""
+    rank = {name: i for i, name in enumerate(WRITE_ORDER)}
+    dtypes = {}
+    for name, array in tensors.items():
+        dtype = DTYPE_NAMES.get(np.asarray(array).dtype)
+        if dtype is None:
+            raise SafetensorsError(f"tensor {name!r}: dtype {np.asarray(array).dtype} has no safetensors name "
+                                   f"(supported: {', '.join(DTYPES)})")
+        dtypes[name] = dtype
+    order = sorted(tensors, key=lambda name: (rank[dtypes[name]], name))
+    header, offset = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}, 0
+    for name in order:
+        nbytes = np.asarray(tensors[name]).nbytes
+        header[name] = {"dtype": dtypes[name], "shape": list(np.shape(tensors[name])),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    file.write(len(encoded).to_bytes(8, "little"))
+    file.write(encoded)
+    for name in order:
+        file.write(np.ascontiguousarray(tensors[name]).data)
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """The bytes write_safetensors writes."""
+    buffer = io.BytesIO()
+    write_safetensors(buffer, tensors, metadata)
+    return buffer.getvalue()
 
 
 def to_float32(array):

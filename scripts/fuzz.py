@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import mamba_wasm  # noqa: E402
 from mamba_wasm import MambaWasmError, Session, StreamingDetokenizer, Tokenizer  # noqa: E402
 from mamba_wasm.checkpoint import load_model_from_files  # noqa: E402
-from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, DTYPES, read_safetensors, to_float32  # noqa: E402
+from mamba_wasm.safetensors import BFLOAT16, DTYPES, read_safetensors, safetensors_bytes, to_float32  # noqa: E402
 
 TINY_RANDOM = ROOT / "models" / "tiny-random"
 
@@ -171,22 +171,6 @@ def mutate_bytes(data: bytes, c: Choices) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # Valid inputs to start from
 # ---------------------------------------------------------------------------------------------
-
-
-def safetensors_bytes(tensors, metadata=None) -> bytes:
-    """Write {name: array} as a .safetensors file (header padded to 8 bytes, as the library does)."""
-    header, chunks, offset = {}, [], 0
-    for name, array in tensors.items():
-        raw = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": DTYPE_NAMES[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
 def _small_files():
