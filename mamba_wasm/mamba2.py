@@ -58,7 +58,7 @@ import numpy as np
 from .errors import InputError
 from .model import MambaState, _linear, _project, _rmsnorm, _silu, _softplus  # shared with Mamba-1
 
-SSD_CHUNK = 64  # time steps whose (h, c, c) intra-chunk products exist at once
+SSD_CHUNK = 32  # time steps whose (h, c, c) intra-chunk products exist at once
 
 
 class Mamba2:
@@ -157,8 +157,8 @@ def _mixer_step(u, w, c, conv_state, ssm):
     dt = np.clip(_softplus(dt + w.dt_bias), *c.dt_limit)  # (h,)
     ssm *= np.exp(dt * w.A)[:, None, None]  # (h, p, n): each head decays by its own scalar
     grouped = ssm.reshape(g, -1, c.head_dim, c.d_state)  # (g, j, p, n): a view of ssm
-    dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim, 1)  # (g, j, p, 1)
-    grouped += dtx * B[:, None, None, :]  # h += dt * x B^T, B shared by the group's heads
+    dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim)  # (g, j, p)
+    grouped += np.einsum("gjp,gn->gjpn", dtx, B)  # h += dt * x B^T, B shared by the group's heads
     y = np.einsum("gjpn,gn->gjp", grouped, C).reshape(d_in)  # (d_in,) = h C
     y += (w.D[:, None] * x).reshape(d_in)
     y = _gated_rmsnorm(y, z, w.gated_norm, g, c.gated_norm_eps)  # (d_in,)
