@@ -150,6 +150,25 @@ def ssd_cases():
     yield f"SSD over {SSD_LENGTH} tokens, h ({h_}, {p}, {n}) (per token)", 0, candidates
 
 
+def contraction_cases():
+    """The SSD chunk's two big contractions in several layouts, one chunk of SSD_CHUNK tokens, g 1."""
+    h_, p, n, c = 24, 64, 128, mamba2.SSD_CHUNK
+    C, B, xs, state = f32(c, 1, n), f32(c, 1, n), f32(c, 1, h_, p), f32(1, h_, p, n)
+    Bt, xst = np.ascontiguousarray(B.transpose(1, 2, 0)), np.ascontiguousarray(xs.transpose(1, 2, 3, 0))
+    yield f"C . state, ({c}, {n}) by ({h_}, {p}, {n})", 2 * c * h_ * p * n, {
+        "einsum lgn,gjpn->lgjp": lambda: np.einsum("lgn,gjpn->lgjp", C, state),
+        "matmul (l, n) @ (h*p, n).T": lambda: C[:, 0] @ state.reshape(-1, n).T,
+        "einsum ln,kn->lk (2-D)": lambda: np.einsum("ln,kn->lk", C[:, 0], state.reshape(-1, n)),
+    }
+    yield f"chunk state, ({c}, {n}) by ({c}, {h_}, {p})", 2 * c * h_ * p * n, {
+        "einsum sgn,sgjp->gjpn": lambda: np.einsum("sgn,sgjp->gjpn", B, xs),
+        "einsum on time-last copies": lambda: np.einsum("gjps,gns->gjpn", np.ascontiguousarray(xs.transpose(1, 2, 3, 0)),
+                                                        np.ascontiguousarray(B.transpose(1, 2, 0))),
+        "einsum, time-last (copies free)": lambda: np.einsum("gjps,gns->gjpn", xst, Bt),
+        "matmul (h*p, l) @ (l, n)": lambda: xs.reshape(c, -1).T @ B[:, 0],
+    }
+
+
 def mamba1_130m():
     c = MambaConfig(d_model=768, n_layer=24, vocab_size=50280, d_state=16, d_conv=4, expand=2, d_inner=1536,
                     dt_rank=48, norm_eps=1e-5, proj_bias=False, conv_bias=True, tie_embeddings=True, layout="hf")
@@ -205,8 +224,8 @@ def main():
     print(f"NumPy {np.__version__}, {platform}\n")
     print("| operation | formulation | ms | GFLOP/s |")
     print("|---|---|---:|---:|")
-    parts = {"step": ssm_update_cases, "ssd": ssd_cases, "model": whole_token_cases}
-    chosen = [part for part in sys.argv[1:] if part in parts] or list(parts)  # a subset by name: step ssd model
+    parts = {"step": ssm_update_cases, "ssd": ssd_cases, "contractions": contraction_cases, "model": whole_token_cases}
+    chosen = [part for part in sys.argv[1:] if part in parts] or list(parts)  # a subset by name
     for cases in (parts[part]() for part in chosen):
         for name, flop, candidates in cases:
             per = PREFILL_LENGTH if name.startswith("prefill") else SSD_LENGTH if name.startswith("SSD") else 1

@@ -125,8 +125,17 @@ def _gated_rmsnorm(y, z, scale, n_groups, eps):
     unit root-mean-square within each of the g groups of d_in/g channels, then by `scale` (d_in,)."""
     y = y * _silu(z)  # (..., d_in)
     grouped = y.reshape(*y.shape[:-1], n_groups, -1)  # (..., g, d_in/g)
-    grouped /= np.sqrt(np.mean(grouped * grouped, axis=-1, keepdims=True) + np.float32(eps))
+    mean_square = np.einsum("...i,...i->...", grouped, grouped) / np.float32(grouped.shape[-1])  # (..., g)
+    grouped /= np.sqrt(mean_square + np.float32(eps))[..., None]  # einsum: np.mean is Python-level in Pyodide
     return y * scale
+
+
+def _time_step(dt, dt_bias, limit):
+    """softplus(dt + dt_bias) clipped to `limit`, whose default (0, inf) clips nothing after a
+    softplus: then np.clip, a Python-level function in Pyodide, is skipped."""
+    dt = _softplus(dt + dt_bias)
+    low, high = limit
+    return np.clip(dt, low, high) if low > 0 or high < math.inf else dt
 
 
 def _split_xbc(xbc, c):
@@ -154,7 +163,7 @@ def _mixer_step(u, w, c, conv_state, ssm):
         xbc += w.conv_bias
     x, B, C = _split_xbc(_silu(xbc), c)  # (h, p), (g, n), (g, n)
 
-    dt = np.clip(_softplus(dt + w.dt_bias), *c.dt_limit)  # (h,)
+    dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (h,)
     ssm *= np.exp(dt * w.A)[:, None, None]  # (h, p, n): each head decays by its own scalar
     grouped = ssm.reshape(g, -1, c.head_dim, c.d_state)  # (g, j, p, n): a view of ssm
     dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim)  # (g, j, p)
@@ -181,7 +190,7 @@ def _mixer_sequence(u, w, c, conv_state, ssm):
         xbc += w.conv_bias
     x, B, C = _split_xbc(_silu(xbc), c)  # (l, h, p), (l, g, n), (l, g, n)
 
-    dt = np.clip(_softplus(dt + w.dt_bias), *c.dt_limit)  # (l, h)
+    dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (l, h)
     y = _ssd(x, dt, w.A, B, C, ssm)  # (l, h, p)
     y += w.D[:, None] * x
     y = _gated_rmsnorm(y.reshape(l, d_in), z, w.gated_norm, c.n_groups, c.gated_norm_eps)  # (l, d_in)
