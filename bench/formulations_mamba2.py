@@ -48,7 +48,7 @@ def best_ms(candidates, reps):
 
 
 def ssm_update_cases():
-    """The step's state update h = exp(dt A) h + dt x B^T and read-out y = h C, h (24, 64, 128)."""
+    """The step's state update S = exp(dt A) S + dt x B^T and read-out y = S C, S (24, 64, 128)."""
     h_, p, n = 24, 64, 128
     dt, x, A, B, C = np.abs(f32(h_)), f32(h_, p), -np.exp(f32(h_, scale=1.0)), f32(n), f32(n)
     ssm, scratch = f32(h_, p, n), np.empty((h_, p, n), np.float32)
@@ -94,7 +94,7 @@ def ssm_update_cases():
         return y
 
     flop = 5 * h_ * p * n  # decay, outer product, add, read-out multiply-add
-    yield f"SSM update + read-out, h ({h_}, {p}, {n})", flop, {
+    yield f"SSM update + read-out, S ({h_}, {p}, {n})", flop, {
         "broadcast temporaries": broadcast,
         "out= scratch buffer": out_buffer,
         "out= buffer, matmul read-out": matmul_readout,
@@ -147,7 +147,7 @@ def ssd_cases():
     for chunk in (32, 64):
         candidates[f"matmul, chunk {chunk}"] = (
             lambda chunk=chunk: ssd_matmul(x, dt, A, B, C, np.zeros((h_, p, n), np.float32), chunk))
-    yield f"SSD over {SSD_LENGTH} tokens, h ({h_}, {p}, {n}) (per token)", 0, candidates
+    yield f"SSD over {SSD_LENGTH} tokens, S ({h_}, {p}, {n}) (per token)", 0, candidates
 
 
 def contraction_cases():
