@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert a local Mamba checkpoint into the site's models/ folder, then check its logits.
+"""Convert a local Mamba or Mamba-2 checkpoint into the site's models/ folder, then check its logits.
 
     python3 build.py add-model PATH [--dtype f32|f16|bf16] [--name NAME] [--tokenizer FILE]
                                     [--description TEXT] [--force] [--tolerance X] [--models-dir DIR]
@@ -9,13 +9,13 @@
 build.py runs this file with a Python that has NumPy; torch is needed only for pytorch_model.bin.
 
 Input, the folder PATH, in either layout mamba_wasm reads (the key mapping is in mamba_wasm/config.py):
-    config.json         transformers' MambaConfig keys (hidden_size, ...) or state-spaces/mamba's
-                        (d_model, n_layer, ssm_cfg, ...)
+    config.json         transformers' MambaConfig or Mamba2Config keys (hidden_size, ...) or
+                        state-spaces/mamba's (d_model, n_layer, ssm_cfg, ...; ssm_cfg.layer "Mamba2")
     model.safetensors   or model.safetensors.index.json with its shards, or pytorch_model.bin (or
                         pytorch_model.bin.index.json with its shards), read by torch.load(weights_only=True)
     tokenizer.json      the HF `tokenizers` file the page tokenizes with (or --tokenizer FILE)
 Output, models/NAME/ in transformers' layout, which both the page and
-MambaForCausalLM.from_pretrained load:
+MambaForCausalLM.from_pretrained (Mamba2ForCausalLM for a Mamba-2) load:
     config.json         HF keys; an original checkpoint's padded vocabulary (50277 -> 50280) is kept
     model.safetensors   every tensor at --dtype: by default the source's own (f32 when it mixes
                         dtypes), so nothing is rounded and nothing grows; f16 halves an f32 download.
@@ -182,10 +182,12 @@ def source_dtype(tensors):
 
 
 def hf_config(raw, config, dtype):
-    """config.json for transformers' MambaConfig. An HF source keeps all its keys."""
+    """config.json for transformers' MambaConfig or Mamba2Config. An HF source keeps all its keys."""
     if config.layout == "hf":
         out = dict(raw)
         out.pop("torch_dtype", None)  # transformers 4.x's name for "dtype"
+    elif config.architecture == "Mamba-2":
+        out = hf_mamba2_config(raw, config)
     else:
         out = {
             "architectures": ["MambaForCausalLM"],
@@ -207,6 +209,38 @@ def hf_config(raw, config, dtype):
         }
     out["dtype"] = HF_DTYPE_NAMES[dtype]
     return out
+
+
+def hf_mamba2_config(raw, config):
+    """transformers' Mamba2Config keys for a state-spaces Mamba-2. Its gated RMSNorm's epsilon is
+    fixed at 1e-5 there, and transformers uses layer_norm_epsilon for both norms: a norm_epsilon other
+    than 1e-5 cannot be written, which add_model's config round trip reports."""
+    return {
+        "architectures": ["Mamba2ForCausalLM"],
+        "model_type": "mamba2",
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layer,
+        "vocab_size": config.vocab_size,  # padded, as many as the embedding's rows
+        "state_size": config.d_state,
+        "conv_kernel": config.d_conv,
+        "expand": config.expand,
+        "num_heads": config.n_heads,
+        "head_dim": config.head_dim,
+        "n_groups": config.n_groups,
+        "chunk_size": config.chunk_size,
+        "time_step_limit": [_json_float(limit) for limit in config.dt_limit],
+        "layer_norm_epsilon": config.norm_eps,
+        "use_bias": config.proj_bias,
+        "use_conv_bias": config.conv_bias,
+        "tie_word_embeddings": config.tie_embeddings,
+        "residual_in_fp32": raw.get("residual_in_fp32", True),
+        "hidden_act": "silu",
+    }
+
+
+def _json_float(value):
+    """Infinity as transformers writes it ({"__float__": "Infinity"}): JSON has no infinity."""
+    return {"__float__": "Infinity"} if value == float("inf") else value
 
 
 def hf_tensors(tensors, config):
@@ -421,7 +455,7 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, toke
 
     source_model = load_model_from_files(files, source)  # checks every tensor's name, shape, finiteness
     config = source_model.config
-    log(f"read {source}: {config.layout} layout, {source_model.n_params:,} parameters")
+    log(f"read {source}: {config.architecture}, {config.layout} layout, {source_model.n_params:,} parameters")
     if dtype is None:
         dtype = source_dtype(read_tensors(files, source)[0])
         log(f"writing {dtype}, the source's dtype (--dtype to change it)")

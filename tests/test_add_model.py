@@ -1,4 +1,5 @@
-"""`build.py add-model` (scripts/add_model.py): checkpoints of both layouts converted, checked, registered.
+"""`build.py add-model` (scripts/add_model.py): checkpoints of both layouts and both architectures
+(Mamba-1, Mamba-2) converted, checked, registered.
 
 Every conversion goes into a temporary models folder, never the site's models/. Tolerances: the
 converted files must reproduce the source rounded to the chosen dtype exactly (the converter's own
@@ -34,6 +35,7 @@ SOURCES["tiny-random"] = TINY_RANDOM
 DTYPES = ("f32", "f16", "bf16")
 CASES = [(name, dtype) for name in SOURCES for dtype in DTYPES]
 HF_TOLERANCE = 1e-4
+MODEL_TYPE = {"Mamba-1": "mamba", "Mamba-2": "mamba2"}  # config.architecture -> transformers' model_type
 
 
 def convert(source, models_dir, **options):
@@ -95,7 +97,8 @@ def test_output_is_hf_layout_at_the_chosen_dtype(converted, name, dtype):
     folder = os.path.join(models_dir, results[(name, dtype)][0]["path"])
     assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "tokenizer.json"]
     config = json.loads(open(os.path.join(folder, "config.json")).read())
-    assert config["model_type"] == "mamba" and "d_model" not in config
+    architecture = mamba_wasm.load_model(SOURCES[name]).config.architecture
+    assert config["model_type"] == MODEL_TYPE[architecture] and "d_model" not in config
     assert config["dtype"] == {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype]
     length, header = safetensors_header(os.path.join(folder, "model.safetensors"))
     assert length % 8 == 0
@@ -113,6 +116,29 @@ def test_original_layout_keeps_its_padded_vocabulary(converted):
     config = json.loads(open(os.path.join(models_dir, "original_layout-f32", "config.json")).read())
     assert json.loads(open(os.path.join(FIXTURES, "original_layout", "config.json")).read())["vocab_size"] == 250
     assert config["vocab_size"] == 256 and config["hidden_size"] == 40 and config["tie_word_embeddings"] is True
+
+
+def test_mamba2_original_layout_becomes_transformers_mamba2_config(converted):
+    models_dir, results = converted
+    config = json.loads(open(os.path.join(models_dir, "mamba2_original_layout-f32", "config.json")).read())
+    source = json.loads(open(os.path.join(FIXTURES, "mamba2_original_layout", "config.json")).read())
+    assert source["vocab_size"] == 250 and source["ssm_cfg"]["layer"] == "Mamba2"
+    assert config["model_type"] == "mamba2" and config["architectures"] == ["Mamba2ForCausalLM"]
+    assert (config["vocab_size"], config["num_heads"], config["head_dim"], config["n_groups"]) == (256, 8, 10, 2)
+    assert config["time_step_limit"] == [0.0, {"__float__": "Infinity"}]  # as transformers writes infinity
+
+
+def test_mamba2_original_layout_with_another_epsilon_is_refused(tmp_path):
+    """transformers' Mamba2 has one epsilon for both norms; mamba_ssm's gated norm has 1e-5 whatever
+    norm_epsilon says, so another norm_epsilon has no transformers config."""
+    source = tmp_path / "source"
+    shutil.copytree(os.path.join(FIXTURES, "mamba2_original_layout"), source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "norm_epsilon": 1e-6}))
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ConversionError, match="the HF config written would describe another model"):
+        convert(source, tmp_path / "models")
+    assert not os.listdir(tmp_path / "models")
 
 
 def test_index_lists_every_conversion(converted):
@@ -155,9 +181,11 @@ def test_transformers_loads_the_output(converted, name, dtype):
     transformers.logging.set_verbosity_error()
     models_dir, results = converted
     folder = os.path.join(models_dir, results[(name, dtype)][0]["path"])
-    model, info = transformers.MambaForCausalLM.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ours = mamba_wasm.load_model(folder)
+    hf_class = {"Mamba-1": transformers.MambaForCausalLM,
+                "Mamba-2": transformers.Mamba2ForCausalLM}[ours.config.architecture]
+    model, info = hf_class.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids = add_model.prompt_ids(ours.config.vocab_size)
     with torch.no_grad():
         reference = model.eval()(torch.tensor([ids])).logits[0].numpy()
