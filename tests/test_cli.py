@@ -127,7 +127,7 @@ def test_the_readme_sample_is_what_its_printed_command_prints():
 
 def test_cli_refuses_bad_parameters():
     done = cli(str(MODEL_DIR), "--prompt", "x", "--top-p", "2")
-    assert done.returncode == 2 and "top_p" in done.stderr
+    assert done.returncode == 2 and "--top-p" in done.stderr
 
 
 def test_cli_generates_from_a_mamba2_checkpoint_as_transformers_does(tmp_path):
