@@ -78,6 +78,7 @@ MIME_TYPES = {
     ".whl": "application/zip",
     ".safetensors": "application/octet-stream",
     ".map": "application/json",
+    ".md": "text/plain; charset=utf-8",
 }
 
 
@@ -352,8 +353,9 @@ def build(quiet=False):
         for file in model["files"]:
             plan[f"models/{model['path']}/{file}"] = ROOT / "models" / model["path"] / file
         card = ROOT / "models" / model["path"] / "MODEL_CARD.md"
-        if card.is_file():  # linked from the page's model description
+        if card.is_file():  # the page links it from the model's description
             plan[f"models/{model['path']}/MODEL_CARD.md"] = card
+            model["card"] = "MODEL_CARD.md"
     plan["models/index.json"] = (json.dumps(index, indent=2) + "\n").encode()
     plan["facts.js"] = page_facts()
 
