@@ -390,7 +390,9 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
     percent-escape), a 404 for a folder without index.html (no listings) and for anything whose
     real path, symlinks resolved, is outside the folder. Every response carries
     `X-Content-Type-Options: nosniff` and the page's Content-Security-Policy as headers: the meta
-    tag in index.html covers the page, but not the web worker, which a header does.
+    tag in index.html covers the page, but not the web worker, which a header does. A script's
+    response carries the worker's policy (see worker_content_security_policy), the only script
+    response whose header a browser applies being a worker's own script.
 
     A subclass whose translate_path maps some URLs elsewhere (the tests' fault overlays) serves
     those on its own authority; everything it passes to this class's translate_path is checked."""
@@ -402,7 +404,9 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
         # Revalidate every time: the worker's Cache API, keyed by sha256, is the real cache.
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", self.server.content_security_policy)
+        script = self.path.split("?", 1)[0].endswith((".js", ".mjs"))
+        policy = self.server.worker_content_security_policy if script else self.server.content_security_policy
+        self.send_header("Content-Security-Policy", policy)
         super().end_headers()
 
     def send_head(self):
@@ -489,10 +493,22 @@ def page_content_security_policy(directory):
     return " ".join(finder.policies[0].split())
 
 
+def worker_content_security_policy(page_policy):
+    """The page's policy, with `blob:` added to script-src: the worker runs the runtime's verified
+    bytes (checked against manifest.json, kept in the Cache API) from blob: URLs, which only
+    same-origin code can create."""
+    directives = [d.split() for d in page_policy.split(";") if d.strip()]
+    for directive in directives:
+        if directive[0] == "script-src" and "blob:" not in directive:
+            directive.append("blob:")
+    return "; ".join(" ".join(d) for d in directives)
+
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # restart at once after Ctrl+C (Linux still refuses two listeners)
-    content_security_policy = None  # sent with every response; set by make_server
+    content_security_policy = None  # sent with every response but scripts; set by make_server
+    worker_content_security_policy = None  # sent with scripts
 
 
 def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler):
@@ -505,6 +521,7 @@ def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandl
         raise BuildError(f"cannot listen on {host}:{port}: {e.strerror or e}. "
                          "Pick another port with --port N.") from None
     server.content_security_policy = policy
+    server.worker_content_security_policy = worker_content_security_policy(policy)
     return server
 
 
