@@ -18,7 +18,7 @@ from mamba_wasm import CheckpointError, SafetensorsError, Tokenizer, TokenizerEr
 from mamba_wasm.checkpoint import HEADER_SLACK_BYTES, MAX_SHARDS, max_weight_bytes
 from mamba_wasm.config import config_from_json
 from mamba_wasm.safetensors import MAX_HEADER_ITEMS, read_safetensors
-from mamba_wasm.tokenizer import ENCODE_SLICE, MAX_TOKENIZER_BYTES
+from mamba_wasm.tokenizer import ENCODE_SLICE, GPT2_SPLIT, MAX_TOKENIZER_BYTES, _split_words
 
 TINY_RANDOM = Path(__file__).resolve().parent.parent / "models" / "tiny-random"
 MB = 1 << 20
@@ -242,3 +242,25 @@ def test_encode_steps_add_up_to_encode_in_bounded_slices(text):
     assert [i for part in parts for i in part] == Tokenizer.from_file(TINY_RANDOM / "tokenizer.json").encode(text)
     if len(set(text)) <= 2:  # one huge word: merged in slices too, not in one call
         assert len(parts) >= len(text) // ENCODE_SLICE, len(parts)
+
+
+def test_words_are_split_in_chunks_exactly_as_in_one_go():
+    """Chunk boundaries fall everywhere in 300,000 characters of the pieces the split regex treats
+    specially (white-space runs before a word, contractions, digits, marks): the words are the same."""
+    rng = np.random.default_rng(0)
+    alphabet = [" ", "  ", "\n", "a", "bc", "1", "23", "'s", "'ll", "'", "!?", "é", "東京", "\u0301", "\t "]
+    text = "".join(rng.choice(alphabet, 120_000))
+    chunks = list(_split_words(text))
+    assert len(chunks) > 5
+    assert [word for chunk in chunks for word in chunk] == GPT2_SPLIT.findall(text)
+    assert list(_split_words(" " * 100_000)) == [[" " * 100_000]]  # one word longer than a chunk
+
+
+def test_long_text_encodes_as_hf_tokenizers_does():
+    from tokenizers import Tokenizer as HFTokenizer  # the reference, installed by the test command
+
+    rng = np.random.default_rng(1)
+    words = ["the", " cat", "  ", " sat", "'s", "\n\n", " 42", "!", " naïve", " 東京", "   "]
+    text = "".join(rng.choice(words, 40_000))  # ~130,000 characters: several chunks
+    ours = Tokenizer.from_file(TINY_RANDOM / "tokenizer.json").encode(text)
+    assert ours == HFTokenizer.from_file(str(TINY_RANDOM / "tokenizer.json")).encode(text).ids
