@@ -289,8 +289,8 @@ def build_package_wheel():
 
 def page_facts():
     """facts.js: what the page and the worker need to know of the package, read from its source
-    (the build runs without NumPy, so nothing is imported): checkpoint file names and the sampling
-    defaults. tests/test_page_facts.py checks it against the imported package."""
+    (the build runs without NumPy, so nothing is imported): checkpoint file names, the limits on
+    what a model's server may send, and the sampling defaults. tests/test_page_facts.py checks it against the imported package."""
     def constants(tree):
         return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
@@ -299,11 +299,16 @@ def page_facts():
         return ast.parse((PACKAGE_DIR / name).read_text(encoding="utf-8"))
 
     checkpoint, plan = constants(parse("checkpoint.py")), constants(parse("plan.py"))
+    tokenizer = constants(parse("tokenizer.py"))
     sampling_class = next(node for node in parse("sampling.py").body
                           if isinstance(node, ast.ClassDef) and node.name == "SamplingParams")
     facts = {
         "files": {"config": checkpoint["CONFIG_FILE"], "single": checkpoint["SINGLE_FILE"],
                   "index": checkpoint["INDEX_FILE"], "tokenizer": plan["TOKENIZER_FILE"]},
+        # what a model's server may send (docs/RELIABILITY.md, "Hostile server")
+        "limits": {"max_shards": checkpoint["MAX_SHARDS"], "header_slack_bytes": checkpoint["HEADER_SLACK_BYTES"],
+                   "shard_name_pattern": checkpoint["PLAIN_FILE_NAME_PATTERN"],
+                   "max_tokenizer_bytes": tokenizer["MAX_TOKENIZER_BYTES"]},
         "sampling_defaults": {node.target.id: node.value.value for node in sampling_class.body
                               if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant)},
     }

@@ -46,13 +46,15 @@ LAYER_PREFIX = "backbone.layers.{i}."
 
 # Weight files may exceed the tensors' float32 size by this much each (the JSON header: ~25 kB for
 # mamba-130m); more is data no tensor describes (a tiny model followed by gigabytes).
-HEADER_SLACK_BYTES = 1 << 20
+HEADER_SLACK_BYTES = 1_048_576
 WIDEST_DTYPE_BYTES = 4  # F32, the widest of FLOAT_DTYPES
 # Checkpoints in the wild have one to a few hundred shards; every shard is one more download.
 MAX_SHARDS = 256
 # A shard name is joined to the checkpoint folder's path or URL, so it must not be able to leave
-# it: letters, digits and . _ - + only (no / \\ : ? # % or spaces), and not "." or "..".
-_PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9._+-]{1,255}")
+# it: letters, digits and . _ - + only (no / \\ : ? # % or spaces), and not "." or "..". The page
+# checks the same pattern (facts.js).
+PLAIN_FILE_NAME_PATTERN = r"[A-Za-z0-9._+-]{1,255}"
+_PLAIN_FILE_NAME = re.compile(PLAIN_FILE_NAME_PATTERN)
 
 
 def _layer_keys(c):

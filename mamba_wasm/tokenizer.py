@@ -39,7 +39,7 @@ from .unicode_classes import (
 EOS_TOKEN = "<|endoftext|>"
 # GPT-NeoX's tokenizer.json is 2.1 MB and the biggest in common use (256k-token vocabularies)
 # some 35 MB; a bigger file is refused before it is parsed.
-MAX_TOKENIZER_BYTES = 64 << 20
+MAX_TOKENIZER_BYTES = 67_108_864  # 64 MiB
 # Units of work (a word, a character to merge, a merge) between two slices of encode_steps:
 # ~5 ms natively, some 25 ms in Pyodide.
 ENCODE_SLICE = 4096
