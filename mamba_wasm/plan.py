@@ -5,6 +5,7 @@ so the parameter count, the float32 size and the state size come from the same c
 loads the model (config.py), for every architecture the package reads, with no copy in JavaScript.
 """
 
+from .checkpoint import max_weight_bytes
 from .config import config_from_json
 
 TOKENIZER_FILE = "tokenizer.json"  # beside config.json: the page fetches it with the weights
@@ -23,6 +24,8 @@ def describe(config):
         "architecture": config.architecture,
         "n_params": n_params,
         "float32_bytes": 4 * n_params,
+        # the most the weight files may hold, before HEADER_SLACK_BYTES per file (facts.js)
+        "max_weight_bytes": max_weight_bytes(config, n_files=0),
         "state_nbytes": config.state_nbytes(),
         "vocab_size": config.vocab_size,
         "n_layer": config.n_layer,
