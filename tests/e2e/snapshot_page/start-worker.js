@@ -1,0 +1,67 @@
+// A test worker for web/snapshot-start.js: starts Python through it (from the site's own files),
+// then loads the demo model and generates with a fixed seed, and reports which start it took,
+// its timings and the text. `damage` first spoils the saved snapshot ("truncate" | "flip" | "garbage").
+import { snapshotKey, startPython } from "./snapshot-start.js";
+
+const CACHE_NAME = "mamba-wasm-v1";
+const MODEL = "models/shakespeare/";
+
+async function bytesOf(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function damageEntry(cache, key, how) {
+  const entry = await cache.match(key);
+  if (!entry) throw new Error("no snapshot to damage");
+  let bytes = new Uint8Array(await entry.arrayBuffer());
+  if (how === "truncate") bytes = bytes.slice(0, bytes.length >> 1);
+  if (how === "flip") bytes[bytes.length >> 1] ^= 0xff;
+  if (how === "garbage") bytes = new Uint8Array(1000).fill(7);
+  await cache.put(key, new Response(bytes));
+}
+
+async function run({ damage, prompt, seed }) {
+  const began = performance.now();
+  const manifest = await (await fetch("manifest.json", { cache: "no-cache" })).json();
+  const sha = (path) => manifest.files[path].sha256;
+  const cache = self.caches ? await caches.open(CACHE_NAME) : null;
+  const key = snapshotKey(self.location.href, {
+    asm: sha("pyodide/pyodide.asm.js"), wasm: sha("pyodide/pyodide.asm.wasm"),
+    stdlib: sha("pyodide/python_stdlib.zip"), numpy: sha(manifest.numpy), package: sha(manifest.package) });
+  if (damage) await damageEntry(cache, key, damage);
+  const { loadPyodide } = await import("./pyodide/pyodide.mjs");
+  await import("./pyodide/pyodide.asm.js");  // defines _createPyodideModule
+  const started = await startPython({
+    loadPyodide, cache, key,
+    options: { indexURL: new URL("pyodide/", self.location.href).href },
+    wheels: () => Promise.all([bytesOf(manifest.numpy), bytesOf(manifest.package)]),
+    imports: "import numpy, mamba_wasm",
+    check: "import numpy, mamba_wasm\nfloat(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0",
+  });
+  const readyMs = performance.now() - began;
+  const { pyodide } = started;
+  pyodide.FS.mkdirTree("/tmp/model");
+  for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) {
+    pyodide.FS.writeFile(`/tmp/model/${file}`, await bytesOf(MODEL + file));
+  }
+  pyodide.globals.set("prompt", prompt);
+  pyodide.globals.set("seed", seed);
+  const text = pyodide.runPython(`
+import mamba_wasm
+model = mamba_wasm.load_model("/tmp/model")
+tokenizer = mamba_wasm.Tokenizer.from_file("/tmp/model/tokenizer.json")
+"".join(mamba_wasm.generate(model, tokenizer, prompt, 40, temperature=0.8, seed=seed))`);
+  const saving = await started.saving;
+  const keys = cache ? (await cache.keys()).map((r) => r.url).filter((u) => u.includes("python-snapshot")) : [];
+  return { start: started.start, note: started.note, timings: started.timings, readyMs, text, saving, keys };
+}
+
+self.onmessage = async ({ data }) => {
+  try {
+    self.postMessage(await run(data));
+  } catch (error) {
+    self.postMessage({ error: String((error && error.stack) || error) });
+  }
+};
