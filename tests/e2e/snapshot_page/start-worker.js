@@ -1,6 +1,9 @@
 // A test worker for web/snapshot-start.js: starts Python through it (from the site's own files),
 // then loads the demo model and generates with a fixed seed, and reports which start it took,
 // its timings and the text. `damage` first spoils the saved snapshot ("truncate" | "flip" | "garbage").
+// bench/startup.py also runs it with `bare: true`: Pyodide's plain loadPyodide() + loadPackage
+// ("numpy") + `import numpy`, the yardstick for a start; `noSnapshot: true` (no cache given to
+// startPython); and `generate: false` (time to ready only).
 import { snapshotKey, startPython } from "./snapshot-start.js";
 
 const CACHE_NAME = "mamba-wasm-v1";
@@ -22,12 +25,26 @@ async function damageEntry(cache, key, how) {
   await cache.put(key, new Response(bytes));
 }
 
-async function run({ damage, prompt, seed }) {
+async function bareStart() {
+  const began = performance.now();
+  const { loadPyodide } = await import("./pyodide/pyodide.mjs");
+  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", self.location.href).href });
+  const python = performance.now() - began;
+  await pyodide.loadPackage("numpy", { messageCallback: () => {} });
+  pyodide.runPython("import numpy");
+  const readyMs = performance.now() - began;
+  return { start: "bare", readyMs, timings: { python_ms: python, numpy_ms: readyMs - python } };
+}
+
+async function run({ damage, prompt, seed, bare, noSnapshot, generate = true }) {
+  if (bare) return bareStart();
   const began = performance.now();
   const manifest = await (await fetch("manifest.json", { cache: "no-cache" })).json();
   const sha = (path) => manifest.files[path].sha256;
-  const cache = self.caches ? await caches.open(CACHE_NAME) : null;
-  const key = snapshotKey(self.location.href, {
+  const cache = self.caches && !noSnapshot ? await caches.open(CACHE_NAME) : null;
+  // Keyed at the origin's root, so that the test of a new build (the page mounted under another
+  // path, with another manifest) shares the old build's keys, as one site does.
+  const key = snapshotKey(self.location.origin, {
     asm: sha("pyodide/pyodide.asm.js"), wasm: sha("pyodide/pyodide.asm.wasm"),
     stdlib: sha("pyodide/python_stdlib.zip"), numpy: sha(manifest.numpy), package: sha(manifest.package) });
   if (damage) await damageEntry(cache, key, damage);
@@ -42,6 +59,10 @@ async function run({ damage, prompt, seed }) {
   });
   const readyMs = performance.now() - began;
   const { pyodide } = started;
+  if (!generate) {
+    const saving = await started.saving;
+    return { start: started.start, note: started.note, timings: started.timings, readyMs, saving };
+  }
   pyodide.FS.mkdirTree("/tmp/model");
   for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) {
     pyodide.FS.writeFile(`/tmp/model/${file}`, await bytesOf(MODEL + file));
