@@ -35,17 +35,12 @@ export function snapshotKey(scopeUrl, hashes) {
 // (it defines globalThis._createPyodideModule); `options`: loadPyodide's options; `cache`: a Cache
 // (or null: no snapshot); `key`: snapshotKey(...); `wheels()`: the wheels' bytes to install on a
 // normal start; `imports`: Python source run before the snapshot (the imports to keep in it);
-// `check`: Python source whose value must be true on a restored heap.
-// Returns {pyodide, start: "snapshot" | "normal", note, timings, saving}: `note` says why no
-// snapshot was used, `saving` settles with {saved, note} once a new snapshot is stored (or not).
-export async function startPython({ loadPyodide, options, cache, key, wheels, imports, check }) {
-  const timings = {};
-  let lapStart = performance.now();
-  const lap = (name) => {
-    const now = performance.now();
-    timings[name] = now - lapStart;
-    lapStart = now;
-  };
+// `check`: Python source whose value must be true on a restored heap; `lap(name)`: called at the
+// end of each phase (snapshot_read_ms, snapshot_verify_ms, snapshot_restore_ms, check_ms on a
+// restore; python_ms, packages_ms, snapshot_make_ms on a normal start).
+// Returns {pyodide, start: "snapshot" | "normal", note, saving}: `note` says why no snapshot was
+// used, `saving` settles with {saved, note} once a new snapshot is stored (or not).
+export async function startPython({ loadPyodide, options, cache, key, wheels, imports, check, lap }) {
   let note = cache ? "no snapshot saved yet" : "no Cache API";
   const entry = cache ? await readEntry(cache, key) : null;
   if (entry) {
@@ -53,7 +48,7 @@ export async function startPython({ loadPyodide, options, cache, key, wheels, im
       const pyodide = await restore(loadPyodide, options, entry, lap);
       if (pyodide.runPython(check) !== true) throw new Error("the restored interpreter failed its check");
       lap("check_ms");
-      return { pyodide, start: "snapshot", note: "", timings, saving: Promise.resolve({ saved: true, note: "" }) };
+      return { pyodide, start: "snapshot", note: "", saving: Promise.resolve({ saved: true, note: "" }) };
     } catch (error) {
       note = `snapshot not used: ${error.message}`;
       console.warn(note);
@@ -74,7 +69,7 @@ export async function startPython({ loadPyodide, options, cache, key, wheels, im
     }
     lap("snapshot_make_ms");
   }
-  return { pyodide, start: "normal", note, timings, saving };
+  return { pyodide, start: "normal", note, saving };
 }
 
 // ---- an entry: prefix, header (JSON), the heap, the files -----------------------------------------
@@ -237,11 +232,12 @@ async function reloadLibrary(M, lib, module) {
 }
 
 async function restore(loadPyodide, options, entryBytes, lap) {
+  lap("snapshot_read_ms");
   const { header, heap, files } = await parseEntry(entryBytes);
   const fileBytes = new Map(files.map((f) => [f.path, f.bytes]));
   const modules = Promise.all(header.libs.map((lib) => WebAssembly.compile(fileBytes.get(lib.path))));
   modules.catch(() => {});  // awaited below
-  lap("snapshot_read_ms");
+  lap("snapshot_verify_ms");
   const create = globalThis._createPyodideModule;
   if (typeof create !== "function") throw new Error("pyodide.asm.js is not loaded");
   globalThis._createPyodideModule = async (settings) => {

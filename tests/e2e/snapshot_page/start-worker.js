@@ -50,8 +50,15 @@ async function run({ damage, prompt, seed, bare, noSnapshot, generate = true }) 
   if (damage) await damageEntry(cache, key, damage);
   const { loadPyodide } = await import("./pyodide/pyodide.mjs");
   await import("./pyodide/pyodide.asm.js");  // defines _createPyodideModule
+  const timings = {};
+  let lapStart = performance.now();
+  const lap = (name) => {
+    const now = performance.now();
+    timings[name] = now - lapStart;
+    lapStart = now;
+  };
   const started = await startPython({
-    loadPyodide, cache, key,
+    loadPyodide, cache, key, lap,
     options: { indexURL: new URL("pyodide/", self.location.href).href },
     wheels: () => Promise.all([bytesOf(manifest.numpy), bytesOf(manifest.package)]),
     imports: "import numpy, mamba_wasm",
@@ -61,7 +68,7 @@ async function run({ damage, prompt, seed, bare, noSnapshot, generate = true }) 
   const { pyodide } = started;
   if (!generate) {
     const saving = await started.saving;
-    return { start: started.start, note: started.note, timings: started.timings, readyMs, saving };
+    return { start: started.start, note: started.note, timings, readyMs, saving };
   }
   pyodide.FS.mkdirTree("/tmp/model");
   for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) {
@@ -76,7 +83,7 @@ tokenizer = mamba_wasm.Tokenizer.from_file("/tmp/model/tokenizer.json")
 "".join(mamba_wasm.generate(model, tokenizer, prompt, 40, temperature=0.8, seed=seed))`);
   const saving = await started.saving;
   const keys = cache ? (await cache.keys()).map((r) => r.url).filter((u) => u.includes("python-snapshot")) : [];
-  return { start: started.start, note: started.note, timings: started.timings, readyMs, text, saving, keys };
+  return { start: started.start, note: started.note, timings, readyMs, text, saving, keys };
 }
 
 self.onmessage = async ({ data }) => {
