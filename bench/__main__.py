@@ -4,8 +4,8 @@
 
 In one run, on the same checkpoints (the site's default model and a mamba-130m-shaped random
 one): (a) mamba_wasm in headless Chromium through the real page and worker, (b) mamba_wasm
-natively, (c) HF transformers on the CPU. Each native engine runs in its own process so its peak
-RSS is its own. The machines are noisy, so read the ratios between columns of one run.
+natively, (c) HF transformers on the CPU. Each native engine runs in its own process, whose peak
+RSS (VmHWM) is its own. The machines are noisy, so read the ratios between columns of one run.
 """
 
 import argparse

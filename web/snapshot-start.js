@@ -37,7 +37,8 @@ export function snapshotKey(scopeUrl, hashes) {
 // normal start; `imports`: Python source run before the snapshot (the imports to keep in it);
 // `check`: Python source whose value must be true on a restored heap; `lap(name)`: called at the
 // end of each phase (snapshot_read_ms, snapshot_verify_ms, snapshot_restore_ms, check_ms on a
-// restore; python_ms, packages_ms, snapshot_make_ms on a normal start).
+// restore, snapshot_failed_ms when one failed; python_ms, packages_ms, snapshot_make_ms on a
+// normal start).
 // Returns {pyodide, start: "snapshot" | "normal", note, saving}: `note` says why no snapshot was
 // used, `saving` settles with {saved, note} once a new snapshot is stored (or not).
 export async function startPython({ loadPyodide, options, cache, key, wheels, imports, check, lap }) {
@@ -50,6 +51,7 @@ export async function startPython({ loadPyodide, options, cache, key, wheels, im
       lap("check_ms");
       return { pyodide, start: "snapshot", note: "", saving: Promise.resolve({ saved: true, note: "" }) };
     } catch (error) {
+      lap("snapshot_failed_ms");
       note = `snapshot not used: ${error.message}`;
       console.warn(note);
       try { await cache.delete(key); } catch { /* it will be replaced below anyway */ }

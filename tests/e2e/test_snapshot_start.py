@@ -50,7 +50,7 @@ def test_second_visit_restores_the_snapshot_and_generates_the_same_text(first_an
     assert second["text"] == first["text"] and len(first["text"]) > 20, (first["text"], second["text"])
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "bases"])
 def test_damaged_snapshot_falls_back_to_the_normal_start(first_and_second, damage):
     site, first, _ = first_and_second
     result = run_start(site, damage=damage)
