@@ -6,8 +6,9 @@
 
 In one run, on the same checkpoints (the site's default model and random ones shaped like
 mamba-130m and like mamba2-130m): (a) mamba_wasm in headless Chromium through the real page and
-worker, (b) mamba_wasm natively, (c) HF transformers on the CPU. Each native engine runs in its own process so its peak
-RSS is its own. The machines are noisy, so read the ratios between columns of one run.
+worker, (b) mamba_wasm natively, (c) HF transformers on the CPU. Each native engine runs in its own
+process, whose peak RSS (VmHWM) is its own. The machines are noisy, so read the ratios between
+columns of one run.
 """
 
 import argparse
@@ -71,7 +72,9 @@ def table(results, models):
         for probe in ("10", "1000", "4000"):
             row(f"ms per token at token {probe}", lambda x: x["ms_per_token_at"].get(probe), 2)
         row("time to ready, cold (s)", lambda x: x.get("ready_cold", {}).get("wall_s"), 2)
-        row("time to ready, warm cache (s)", lambda x: x.get("ready_warm", {}).get("wall_s"), 2)
+        row("time to ready, warm, normal start (s)", lambda x: x.get("ready_warm_normal", {}).get("wall_s"), 2)
+        row("time to ready, warm, Python from the snapshot (s)", lambda x: x.get("ready_warm", {}).get("wall_s"), 2)
+        row("bare loadPyodide + import numpy, same files (s)", lambda x: x.get("bare_start_s"), 2)
         row("peak memory (MB): WASM heap / RSS", lambda x: x.get("peak_wasm_heap_mb") or x.get("peak_rss_mb"), 0)
     return "\n".join(rows + _architecture_ratio(results))
 

@@ -20,6 +20,11 @@ from .native import PROBE_TOKENS, PROMPT_LENGTHS, WARMUP
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 600
+# The worker the snapshot tests drive; here it runs Pyodide's own bare start, the yardstick.
+STARTUP_PAGE = ROOT / "tests" / "e2e" / "snapshot_page"
+STARTUP_PREFIX = "startup"
+SNAPSHOT_KEYS = """caches.open('mamba-wasm-v1').then((c) => c.keys())
+    .then((keys) => keys.filter((r) => r.url.includes('python-snapshot')))"""
 
 RECORD_WORKER = """
 (() => {
@@ -71,6 +76,9 @@ class BenchSite:
 
             def translate_path(self, path):
                 parts = path.split("?", 1)[0].strip("/").split("/")
+                if parts[0] == STARTUP_PREFIX:  # the start-up test page, in front of dist/
+                    page_file = STARTUP_PAGE.joinpath(*parts[1:])
+                    return str(page_file if page_file.is_file() else build.DIST.joinpath(*parts[1:]))
                 if len(parts) == 3 and parts[0] == "models" and parts[1] in site.extra:
                     return str(site.extra[parts[1]] / parts[2])
                 return super().translate_path(path)
@@ -118,7 +126,16 @@ class Tab:
         if self.page.get_attribute("body", "data-state") != "ready":
             raise RuntimeError(f"{model}: the page did not reach ready: {self.page.text_content('[data-testid=error]')}")
         ready = self.wait_for("ready")
-        return {"wall_s": time.monotonic() - began, "worker_ms": ready["elapsed_ms"], "phases_ms": ready["timings"]}
+        return {"wall_s": time.monotonic() - began, "worker_ms": ready["elapsed_ms"], "phases_ms": ready["timings"],
+                "start": ready["timings"].get("start")}
+
+    def wait_for_snapshot(self):
+        """The first visit stores Python's snapshot in the background: wait until it is there."""
+        self.page.wait_for_function(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)", timeout=READY_TIMEOUT_S * 1000)
+
+    def forget_snapshot(self):
+        self.page.evaluate(f"{SNAPSHOT_KEYS}.then(async (keys) => {{ const c = await caches.open('mamba-wasm-v1');"
+                           " for (const k of keys) await c.delete(k); }})")
 
     def messages(self, request_id=None):
         return [m for m in self.page.evaluate("window.__bench.messages")
@@ -183,6 +200,21 @@ def decode_figures(messages):
     }
 
 
+def bare_start_s(browser, url):
+    """Pyodide's own loadPyodide() + loadPackage("numpy") + `import numpy` in a module worker, from
+    the same dist/ files, warm (the second of two starts): what a start is measured against."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(READY_TIMEOUT_S * 1000)
+    page.goto(f"{url}{STARTUP_PREFIX}/index.html")
+    for _ in range(2):
+        result = page.evaluate("() => window.runStart({bare: true})")
+        if "error" in result:
+            raise RuntimeError(result["error"])
+    context.close()
+    return result["readyMs"] / 1000
+
+
 def run(models, n_tokens, log):
     """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile;
     `log(message)` reports each stage."""
@@ -198,6 +230,8 @@ def run(models, n_tokens, log):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
+            log("browser: bare loadPyodide + import numpy, twice (the second is measured)")
+            bare = bare_start_s(browser, site.url)
             for name, folder in models.items():
                 tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
                 context = browser.new_context()
@@ -211,11 +245,17 @@ def run(models, n_tokens, log):
                     prefill[str(started["n_prompt"])] = started["n_prompt"] / (started["prefill_ms"] / 1000)
                 log(f"browser, {name}: decoding {n_tokens} tokens")
                 figures = decode_figures(tab.generate("The ", n_tokens, temperature=0.8, seed=0))
-                log(f"browser, {name}: reloading (warm: every file in the Cache API)")
+                tab.wait_for_snapshot()
+                log(f"browser, {name}: reloading (warm: every file and Python's snapshot in the Cache API)")
                 tab.page.close()
-                warm = Tab(context, site.url).open(name)  # same profile: the Cache API holds every file
+                # Same profile: the Cache API holds every file, and Python's snapshot (then not).
+                warm_tab = Tab(context, site.url)
+                warm = warm_tab.open(name)
+                warm_tab.forget_snapshot()
+                warm_normal = warm_tab.open(name)
                 context.close()
-                results[name] = {"ready_cold": cold, "ready_warm": warm, "prefill_tok_s": prefill, **figures}
+                results[name] = {"ready_cold": cold, "ready_warm": warm, "ready_warm_normal": warm_normal,
+                                 "bare_start_s": bare, "prefill_tok_s": prefill, **figures}
             browser.close()
     finally:
         site.close()

@@ -1,12 +1,12 @@
 """Native measurements of one engine on one checkpoint, printed as JSON (one process per run,
-so each peak RSS belongs to one engine alone).
+so each peak RSS belongs to one engine alone: VmHWM, the high-water mark of this process's own
+address space, not ru_maxrss, which on Linux a child inherits from its parent across fork and exec).
 
     python -m bench.native mamba_wasm|transformers MODEL_DIR [--tokens N]
 """
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -34,8 +34,20 @@ def summarize(step_seconds, prefill_seconds):
         "decode_tok_s": 1 / statistics.median(steady),
         "ms_per_token_at": around,
         "prefill_tok_s": {str(l): l / s for l, s in prefill_seconds.items()},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb():
+    """VmHWM from /proc/self/status in MiB (Linux); None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def run_mamba_wasm(model_dir, n_tokens):

@@ -66,6 +66,8 @@ export async function load(state, msg, send, signal) {
   }
   if (state.runtime === null) {
     state.runtime = await startRuntime(manifest, bytes, busy, lap);
+    timings.start = state.runtime.start;  // which start Python took: "snapshot" or "normal"
+    if (state.runtime.startNote) timings.start_note = state.runtime.startNote;
   }
   const { runtime } = state;
 

@@ -53,7 +53,9 @@ export const TO_PAGE = {
     source: { kind: "string", base: "string|null?", download_bytes: "number?", saved: "boolean?",
       note: "string?" },
     elapsed_ms: "number",
-    timings: "object",  // {phase name: milliseconds}
+    // {phase name: milliseconds}; on the load that started Python also start: "snapshot" |
+    // "normal" and start_note: why no snapshot was used
+    timings: "object",
   },
   started: { id: ID, n_prompt: "number", prefill_ms: "number", prompt_state_reused: "boolean",
     state_nbytes: "number", continued: "boolean" },

@@ -2,6 +2,9 @@
 // and the few conversions between JavaScript and Python the other modules need. Python objects
 // handed to JavaScript (PyProxies) are destroyed when done.
 
+import { openCache } from "./downloads.js";
+import { snapshotKey, startPython } from "./snapshot-start.js";
+
 // The files Python needs besides the package and NumPy's wheel (all listed in manifest.json).
 const PYODIDE_FILES = ["pyodide/pyodide.mjs", "pyodide/pyodide.asm.js", "pyodide/pyodide.asm.wasm",
   "pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"];
@@ -34,38 +37,56 @@ async function importBytes(bytes) {  // a module we hold as verified bytes
   }
 }
 
-// Start Python from `bytes` (manifest path -> verified bytes of runtimePaths). busy(phase, text)
-// announces each phase as it begins; lap(name) records its milliseconds. Returns the runtime:
-// {pyodide, PythonError, py: proxies of what the other modules call, kept for the worker's life}.
+// The files a memory snapshot depends on (with the wheels): another version of any means another heap.
+const SNAPSHOT_INPUTS = { asm: "pyodide/pyodide.asm.js", wasm: "pyodide/pyodide.asm.wasm",
+  stdlib: "pyodide/python_stdlib.zip" };
+
+// What a restored heap must answer before it is trusted: NumPy's libraries really called.
+const SNAPSHOT_CHECK = `import numpy, mamba_wasm
+float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
+
+// Start Python from `bytes` (manifest path -> verified bytes of runtimePaths): from the memory
+// snapshot of an earlier visit when there is a good one for these files (snapshot-start.js), else
+// normally (making that snapshot for the next visit). busy(phase, text) announces each phase as it
+// begins; lap(name) records its milliseconds. Returns the runtime: {pyodide, PythonError, py:
+// proxies of what the other modules call, kept for the worker's life, start: "snapshot" | "normal",
+// startNote: why no snapshot was used ("" when one was)}.
 export async function startRuntime(manifest, bytes, busy, lap) {
   busy("python", "Starting Python…");
   const { loadPyodide } = await importBytes(bytes.get("pyodide/pyodide.mjs"));
   await importBytes(bytes.get("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
   const served = new Map();
-  for (const path of ["pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip",
-    "pyodide/pyodide-lock.json", manifest.numpy]) {
+  for (const path of ["pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"]) {
     served.set(new URL(path, self.location.href).href, bytes.get(path));
   }
+  const hashes = {};
+  for (const [name, path] of Object.entries({ ...SNAPSHOT_INPUTS, numpy: manifest.numpy, package: manifest.package })) {
+    hashes[name] = manifest.files[path].sha256;
+  }
   const restoreFetch = serveFromMemory(served);
-  let pyodide;
+  let started;
   try {
-    pyodide = await loadPyodide({
-      indexURL: new URL("pyodide/", self.location.href).href,
-      stdout: (line) => console.log(line),
-      stderr: (line) => console.warn(line),
+    started = await startPython({
+      loadPyodide,
+      options: {
+        indexURL: new URL("pyodide/", self.location.href).href,
+        stdout: (line) => console.log(line),
+        stderr: (line) => console.warn(line),
+      },
+      cache: await openCache(),
+      key: snapshotKey(self.location.href, hashes),
+      wheels: async () => [bytes.get(manifest.numpy), bytes.get(manifest.package)],
+      imports: "import numpy, mamba_wasm, mamba_wasm.plan",
+      check: SNAPSHOT_CHECK,
+      lap,
     });
-    lap("python_ms");
-    busy("numpy", "Loading NumPy…");
-    await pyodide.loadPackage("numpy", { messageCallback: () => {}, checkIntegrity: false });
-    lap("numpy_ms");
   } finally {
     restoreFetch();
   }
-  busy("package", "Loading mamba_wasm…");
-  pyodide.unpackArchive(bytes.get(manifest.package), "wheel");
+  started.saving.then(({ note }) => { if (note) console.warn(note); });
+  const { pyodide } = started;
   const mambaWasm = pyodide.pyimport("mamba_wasm");
   const plan = pyodide.pyimport("mamba_wasm.plan");
-  lap("package_ms");
   const tokenizerClass = mambaWasm.Tokenizer;
   const py = {  // looked up once (each attribute read of a PyProxy makes a new proxy), kept for good
     mambaWasm,
@@ -80,7 +101,7 @@ export async function startRuntime(manifest, bytes, busy, lap) {
     builtins: pyodide.pyimport("builtins"),
     sys: pyodide.pyimport("sys"),
   };
-  return { pyodide, PythonError: pyodide.ffi.PythonError, py };
+  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startNote: started.note };
 }
 
 // {file name: bytes} as a Python dict. Tensors become memoryviews: the one unavoidable copy, into

@@ -59,8 +59,17 @@ class _OverlayHandler(build.StaticHandler):
     # "404"; "drop" (full Content-Length, then the connection closes after half the bytes);
     # "slow" (2 kB every 50 ms); "tamper" (the file with one byte changed).
     faults = {}
+    replaced = {}  # URL path -> bytes served instead of dist/'s file (a new build), until removed
 
     def do_GET(self):
+        if self.path.split("?", 1)[0] in self.replaced:
+            data = self.replaced[self.path.split("?", 1)[0]]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         fault = self.faults.get(self.path.split("?", 1)[0])
         if fault is None:
             return super().do_GET()
@@ -195,7 +204,8 @@ class Site:
     def phases(self):
         """The worker's time per loading phase, as "name 1.23 s" text."""
         raw = json.loads(self.page.get_attribute("body", "data-timings") or "{}")
-        return ", ".join(f"{k.removesuffix('_ms')} {v / 1000:.2f} s" for k, v in raw.items())
+        return ", ".join(f"{k.removesuffix('_ms')} {v / 1000:.2f} s" if isinstance(v, (int, float)) else f"{k} {v}"
+                         for k, v in raw.items())
 
     def last_run(self):
         """Figures of the latest generation (prompt tokens, prefill ms, tokens/s, ...)."""

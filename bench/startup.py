@@ -1,0 +1,83 @@
+"""Time to ready of the real page in headless Chromium, by start, beside Pyodide's bare start, in one
+run on the same dist/ files:
+
+- bare: Pyodide's own `loadPyodide()` + `loadPackage("numpy")` + `import numpy` in a module worker
+  (warm: the second of two starts), the yardstick of issue 13,
+- cold: a first visit (empty Cache API; the page downloads, starts Python normally, saves the
+  snapshot, loads the demo model),
+- warm, snapshot: a repeat visit (files from the Cache API, Python from the snapshot),
+- warm, normal: a repeat visit with the snapshot deleted (files from the Cache API).
+
+    python -m bench.startup [--runs N]
+
+Medians of N runs (cold: one). The page is reloaded in the same tab between runs.
+"""
+
+import argparse
+import json
+import statistics
+
+import build
+
+from . import browser
+from .models import ROOT, default_model_dir
+
+
+def run(n_runs):
+    from playwright.sync_api import sync_playwright
+
+    build.build(quiet=True)
+    site = browser.BenchSite(build, {})
+    model = default_model_dir().name
+    results = {"bare": [], "cold": [], "warm, snapshot": [], "warm, normal": []}
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+            for _ in range(n_runs):
+                results["bare"].append({"wall_s": browser.bare_start_s(chromium, site.url), "phases_ms": {}})
+            context = chromium.new_context()
+            tab = browser.Tab(context, site.url)
+            results["cold"].append(tab.open(model))
+            tab.wait_for_snapshot()
+            for _ in range(n_runs):
+                results["warm, snapshot"].append(tab.open(model))
+                tab.forget_snapshot()
+                results["warm, normal"].append(tab.open(model))
+                tab.wait_for_snapshot()
+            context.close()
+            chromium.close()
+    finally:
+        site.close()
+    return results
+
+
+def table(results):
+    bare = statistics.median(r["wall_s"] for r in results["bare"])
+    rows = ["| start | time to ready (s) | / bare start | start taken | worker phases (median s) |",
+            "|---|---:|---:|---|---|"]
+    for name, runs in results.items():
+        wall = statistics.median(r["wall_s"] for r in runs)
+        phases = {}
+        for r in runs:
+            for key, value in r["phases_ms"].items():
+                if isinstance(value, (int, float)):
+                    phases.setdefault(key, []).append(value)
+        text = ", ".join(f"{k.removesuffix('_ms')} {statistics.median(v) / 1000:.2f}" for k, v in phases.items())
+        taken = ", ".join(sorted({r.get("start") or "—" for r in runs}))
+        rows.append(f"| {name} | {wall:.2f} | {wall / bare:.2f}x | {taken} | {text} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.startup")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each warm start (medians)")
+    args = parser.parse_args(argv)
+    results = run(args.runs)
+    print(table(results))
+    out = ROOT / ".cache" / "bench" / "startup.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
