@@ -120,7 +120,7 @@ class MambaShard:
         row = np.zeros(self.config.d_model, np.float32)  # (d,)
         if token in self.shard.vocab:
             row += w.embedding[token - self.shard.vocab.start]
-        u = yield row  # (d,): the embedding row, from whichever shard holds it
+        u = yield from _exchange(row)  # (d,): the embedding row, from whichever shard holds it
         for i, layer in enumerate(w.layers):
             u = u + (yield from _mixer_step(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
         return _project(_rmsnorm(u, w.norm_f, eps), w.lm_head)  # (v_s,)
@@ -130,7 +130,7 @@ class MambaShard:
         rows = np.zeros((len(ids), self.config.d_model), np.float32)  # (l, d)
         mine = (ids >= vocab.start) & (ids < vocab.stop)
         rows[mine] = w.embedding[ids[mine] - vocab.start]
-        u = yield rows  # (l, d)
+        u = yield from _exchange(rows)  # (l, d)
         for i, layer in enumerate(w.layers):
             u = u + (yield from _mixer_sequence(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
         if last_only:
@@ -160,6 +160,20 @@ def _describe(state):
     return type(state).__name__
 
 
+def _exchange(partial):
+    """Yield one partial sum; return the total sent back, checked (a transport bug must not broadcast silently)."""
+    total = yield partial
+    if not isinstance(total, np.ndarray) or total.shape != partial.shape:
+        raise InputError(
+            f"the sum sent back to a shard is {_shape_of(total)}, but its partial sum has shape {partial.shape}"
+        )
+    return total
+
+
+def _shape_of(value):
+    return f"of shape {value.shape}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+
+
 def _mixer_step(u, w, conv_state, h):
     """Generator: model._mixer_step on d_s channels; yields x_proj's and out_proj's partial sums,
     returns this layer's update of u (d,), the same on every shard."""
@@ -174,7 +188,7 @@ def _mixer_step(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    delta_bc = yield _project(x, w.x_proj)  # (r + 2n,): summed over every shard's channels
+    delta_bc = yield from _exchange(_project(x, w.x_proj))  # (r + 2n,): summed over every shard's channels
     r = delta_bc.shape[0] - 2 * n
     delta = _softplus(_linear(delta_bc[:r], w.dt_proj, w.dt_proj_bias))  # (d_s,)
     B, C = delta_bc[r : r + n], delta_bc[r + n :]  # (n,), (n,)
@@ -185,7 +199,7 @@ def _mixer_step(u, w, conv_state, h):
     y = np.einsum("in,n->i", h, C)  # (d_s,)
     y += w.D * x
     y *= _silu(z)
-    mixed = yield _project(y, w.out_proj)  # (d,): summed over every shard's channels
+    mixed = yield from _exchange(_project(y, w.out_proj))  # (d,): summed over every shard's channels
     return mixed if w.out_proj_bias is None else mixed + w.out_proj_bias
 
 
@@ -204,7 +218,7 @@ def _mixer_sequence(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    delta_bc = yield _project(x, w.x_proj)  # (l, r + 2n): summed over every shard's channels
+    delta_bc = yield from _exchange(_project(x, w.x_proj))  # (l, r + 2n): summed over every shard's channels
     r = delta_bc.shape[1] - 2 * n
     delta = _softplus(_project(delta_bc[:, :r], w.dt_proj) + w.dt_proj_bias)  # (l, d_s)
     B, C = delta_bc[:, r : r + n], delta_bc[:, r + n :]  # (l, n), (l, n)
@@ -222,7 +236,7 @@ def _mixer_sequence(u, w, conv_state, h):
         h[:] = previous
         y[t] = np.einsum("tin,tn->ti", hs, C[t])  # (chunk, d_s)
     y = (y + w.D * x) * _silu(z)  # (l, d_s)
-    mixed = yield _project(y, w.out_proj)  # (l, d): summed over every shard's channels
+    mixed = yield from _exchange(_project(y, w.out_proj))  # (l, d): summed over every shard's channels
     return mixed if w.out_proj_bias is None else mixed + w.out_proj_bias
 
 
@@ -253,13 +267,13 @@ class ShardedMamba:
 
     def __init__(self, shards):
         shards = tuple(shards)
-        if not shards or [s.shard.index for s in shards] != list(range(shards[0].shard.count)):
+        if any(s.config != shards[0].config for s in shards):
+            raise InputError("a sharded model's shards must all come from the same checkpoint (their configs differ)")
+        if not shards or [s.shard for s in shards] != list(plan_shards(shards[0].config, shards[0].shard.count)):
             raise InputError(
                 "a sharded model needs every shard of one plan, in order: got shards "
                 f"{[f'{s.shard.index + 1}/{s.shard.count}' for s in shards]}"
             )
-        if any(s.config != shards[0].config for s in shards):
-            raise InputError("a sharded model's shards must all come from the same checkpoint (their configs differ)")
         self.shards = shards
         self.config = shards[0].config
 
