@@ -1,32 +1,40 @@
-"""Mamba-1 split across K shards by channel (tensor parallel): model.py's math on a slice of d_in.
+"""A model split across K shards by channel (tensor parallel): the math of model.py (Mamba-1) and
+mamba2.py (Mamba-2) on a slice of d_in, with the points where shards meet made explicit.
 
-Glossary (model.py's names, plus):
+Glossary (model.py's and mamba2.py's names, plus):
     K     the number of shards
-    d_s   the channels of d_in one shard holds (d_in split as evenly as possible: sizes differ by <= 1)
+    d_s   the channels of d_in one shard holds (contiguous; shard sizes differ by at most one unit)
+    h_s   Mamba-2: the heads one shard holds (its d_s = h_s * p channels); g_s the groups they are in
     v_s   the vocabulary rows one shard holds (split the same way)
 
-Why a layer splits cleanly: inside a mixer every channel of d_in is on its own (in_proj rows, the
-conv, dt_proj rows, A, D and the state h are per channel) except at two products where all
-channels meet, and those split into partial sums over each shard's columns:
-    x_proj   (r+2n, d_in) @ x (d_in,)  =  sum over shards of (r+2n, d_s) @ x_s   -> (r+2n,)
-    out_proj (d, d_in)    @ y (d_in,)  =  sum over shards of (d, d_s) @ y_s      -> (d,)
+Why a layer splits cleanly: inside a mixer the channels of d_in are on their own (Mamba-1: in_proj
+rows, the conv, dt_proj rows, A, D and the state h are per channel; Mamba-2: the same per head),
+except at a few points where all channels meet, and those split into partial sums over each
+shard's channels:
+    Mamba-1  x_proj   (r+2n, d_in) @ x (d_in,)  =  sum over shards of (r+2n, d_s) @ x_s   -> (r+2n,)
+             out_proj (d, d_in)    @ y (d_in,)  =  sum over shards of (d, d_s) @ y_s      -> (d,)
+    Mamba-2  out_proj, as above; the gated RMSNorm's sum of squares per group (g,), but only when
+             the plan cuts a group (its heads on two shards). B and C (in_proj rows and conv
+             channels per group) are computed by every shard that holds a head of the group.
 The residual stream u (d,) is replicated: every shard holds it and computes the same norms. The
 embedding and lm_head are split by vocabulary rows: the embedding lookup is a sum as well (the
 shard that holds the token's row gives it, the others give zeros), and each shard ends with its
 slice of the logits, which the caller joins (a gather) before sampling.
 
 The protocol: a shard's step is a Python generator. It yields a partial sum (a float32 array) and
-must be sent back the sum of that array over all K shards; it returns its logits slice. Per token
-that is 1 + 2*n_layer sums (the embedding, then x_proj and out_proj per layer) and one gather; a
-prompt block of l tokens takes the same number of sums, each l times larger. How the partial sums
-travel (one process, MessageChannel, SharedArrayBuffer) is the caller's business: `ShardedMamba`
-below runs K shards in one process. Two rules for any transport:
+must be sent back the sum of that array over all K shards; it returns its logits slice. Per token:
+1 + 2*n_layer sums for Mamba-1 (the embedding, then x_proj and out_proj per layer); 1 + n_layer for
+Mamba-2 (2*n_layer more when a group is cut); and one gather. A prompt block of l tokens takes the
+same number of sums, each l times larger. How the partial sums travel (one process, MessageChannel,
+SharedArrayBuffer) is the caller's business: `ShardedMamba` below runs K shards in one process.
+Two rules for any transport:
   - Sum in shard order, left to right (`sum_partials`), so that replicas of u stay bit-identical
     when each worker sums for itself: float addition is commutative but not associative.
   - A sum sent back is only read, never written: in one process every shard gets the same array.
 
-The per-shard math is model.py's `_mixer_step` / `_mixer_sequence`, line for line, cut open at the
-two reductions; the biases after a reduction (out_proj's) are added once, to the sum.
+The per-shard math is model.py's `_mixer_step` / `_mixer_sequence` (here) and mamba2.py's
+(sharded2.py), line for line, cut open where the shards meet; a bias after a sum (out_proj's) is
+added once, to the sum.
 """
 
 from dataclasses import dataclass
@@ -34,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .model import MambaState, SCAN_CHUNK, _linear, _project, _rmsnorm, _silu, _softplus
+from .guards import check_ids, check_state, check_token
+from .model import SCAN_CHUNK, MambaState, _linear, _project, _rmsnorm, _silu, _softplus
 
 
 @dataclass(frozen=True)
@@ -43,22 +52,44 @@ class Shard:
 
     index: int  # 0 .. count-1: also its place in every sum
     count: int  # K
+    heads: range  # Mamba-2: its heads; Mamba-1: its channels (each has its own time step: a head of one)
     channels: range  # its d_s channels of d_in
+    groups: range  # Mamba-2: the groups its heads are in (it computes their B and C); Mamba-1: empty
     vocab: range  # its v_s rows of the embedding and lm_head
+    cut_groups: bool  # Mamba-2: some group's heads are on two shards (the same for every shard of a plan)
 
 
 def plan_shards(config, count):
-    """The K shards of a model: balanced contiguous slices of d_in and of the vocabulary."""
+    """The K shards of a model: balanced contiguous slices of its heads (Mamba-1: channels) and of
+    the vocabulary."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InputError(f"the number of shards must be a positive integer, got {count!r}")
-    if count > min(config.d_inner, config.vocab_size):
+    mamba2 = config.architecture == "Mamba-2"
+    units, unit = (config.n_heads, "heads") if mamba2 else (config.d_inner, "channels")
+    if count > min(units, config.vocab_size):
         raise InputError(
-            f"{count} shards is more than this model has channels ({config.d_inner}) or vocabulary rows "
+            f"{count} shards is more than this model has {unit} ({units}) or vocabulary rows "
             f"({config.vocab_size}) to split"
         )
+    heads = [_split(units, count, i) for i in range(count)]
+    if not mamba2:
+        return tuple(
+            Shard(i, count, heads[i], heads[i], range(0), _split(config.vocab_size, count, i), False)
+            for i in range(count)
+        )
+    p, per_group = config.head_dim, config.n_heads // config.n_groups
+    cut = any(part.start % per_group for part in heads)
     return tuple(
-        Shard(index=i, count=count, channels=_split(config.d_inner, count, i), vocab=_split(config.vocab_size, count, i))
-        for i in range(count)
+        Shard(
+            index=i,
+            count=count,
+            heads=part,
+            channels=range(part.start * p, part.stop * p),
+            groups=range(part.start // per_group, -(-part.stop // per_group)),
+            vocab=_split(config.vocab_size, count, i),
+            cut_groups=cut,
+        )
+        for i, part in enumerate(heads)
     )
 
 
@@ -81,12 +112,16 @@ def sum_partials(partials):
 
 
 class MambaShard:
-    """One shard's weights (weights.py's dataclasses with d_in -> d_s and v -> v_s) and steps."""
+    """One shard: its weights (weights.py's dataclasses, each array cut to the shard), and its
+    step, forward and prefill as generators of partial sums. `mixers` does one layer's mixer
+    (Mamba1Mixers below, sharded2.Mamba2Mixers)."""
 
-    def __init__(self, config, shard, weights):
+    def __init__(self, config, shard, weights, mixers):
         self.config = config
         self.shard = shard
         self.weights = weights
+        self.mixers = mixers
+        self._state_shapes = {name: (config.n_layer, *shape) for name, shape in mixers.state_shapes.items()}
 
     @property
     def nbytes(self):
@@ -94,26 +129,25 @@ class MambaShard:
         return 4 * self.weights.n_params
 
     def new_state(self):
-        c, d_s = self.config, len(self.shard.channels)
-        return MambaState(
-            conv=np.zeros((c.n_layer, d_s, c.d_conv), np.float32),
-            ssm=np.zeros((c.n_layer, d_s, c.d_state), np.float32),
-        )
+        return MambaState(**{name: np.zeros(shape, np.float32) for name, shape in self._state_shapes.items()})
 
     def step(self, token, state):
         """Generator: one token. Yields partial sums, takes their totals; returns logits (v_s,)."""
-        self._check(state, [token])
-        return self._step(int(token), state)
+        token = check_token(token, self.config.vocab_size)
+        self._check_state(state)
+        return self._step(token, state)
 
     def forward(self, ids, state):
         """Generator: a sequence from `state`. Yields partial sums; returns logits (l, v_s)."""
-        self._check(state, ids)
-        return self._sequence(np.asarray(ids, dtype=np.int64), state, last_only=False)
+        ids = check_ids(ids, self.config.vocab_size)
+        self._check_state(state)
+        return self._sequence(ids, state, last_only=False)
 
     def prefill(self, ids, state):
         """Generator: a prompt block from `state`. Yields partial sums; returns logits (v_s,) after it."""
-        self._check(state, ids)
-        return self._sequence(np.asarray(ids, dtype=np.int64), state, last_only=True)
+        ids = check_ids(ids, self.config.vocab_size)
+        self._check_state(state)
+        return self._sequence(ids, state, last_only=True)
 
     def _step(self, token, state):
         w, eps = self.weights, self.config.norm_eps
@@ -122,7 +156,7 @@ class MambaShard:
             row += w.embedding[token - self.shard.vocab.start]
         u = yield from _exchange(row)  # (d,): the embedding row, from whichever shard holds it
         for i, layer in enumerate(w.layers):
-            u = u + (yield from _mixer_step(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
+            u = u + (yield from self.mixers.step(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
         return _project(_rmsnorm(u, w.norm_f, eps), w.lm_head)  # (v_s,)
 
     def _sequence(self, ids, state, last_only):
@@ -132,32 +166,17 @@ class MambaShard:
         rows[mine] = w.embedding[ids[mine] - vocab.start]
         u = yield from _exchange(rows)  # (l, d)
         for i, layer in enumerate(w.layers):
-            u = u + (yield from _mixer_sequence(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
+            u = u + (yield from self.mixers.sequence(_rmsnorm(u, layer.norm, eps), layer, state.conv[i], state.ssm[i]))
         if last_only:
             u = u[-1]  # (d,): only the next token is sampled
         return _project(_rmsnorm(u, w.norm_f, eps), w.lm_head)  # (v_s,) or (l, v_s)
 
-    def _check(self, state, ids):
-        """Refuse bad input before the generator starts, so a refused call changes nothing."""
-        if len(ids) == 0:
-            raise InputError("no tokens to run: the prompt is empty")
-        v = self.config.vocab_size
-        for token in ids:
-            if not 0 <= int(token) < v:
-                raise InputError(f"token id {int(token)} is out of range for a vocabulary of {v}")
-        c, d_s = self.config, len(self.shard.channels)
-        conv, ssm = (c.n_layer, d_s, c.d_conv), (c.n_layer, d_s, c.d_state)
-        if not isinstance(state, MambaState) or (state.conv.shape, state.ssm.shape) != (conv, ssm):
-            raise InputError(
-                f"shard {self.shard.index + 1} of {self.shard.count} needs its own state (conv {conv}, ssm {ssm}); "
-                f"got {_describe(state)}"
-            )
-
-
-def _describe(state):
-    if isinstance(state, MambaState):
-        return f"conv {state.conv.shape}, ssm {state.ssm.shape}"
-    return type(state).__name__
+    def _check_state(self, state):
+        """Refused before the generator starts, so a refused call changes nothing."""
+        try:
+            check_state(state, MambaState, self._state_shapes)
+        except InputError as exc:
+            raise InputError(f"shard {self.shard.index + 1} of {self.shard.count} needs its own state: {exc}") from None
 
 
 def _exchange(partial):
@@ -172,6 +191,25 @@ def _exchange(partial):
 
 def _shape_of(value):
     return f"of shape {value.shape}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+
+
+class Mamba1Mixers:
+    """A Mamba-1 shard's mixer: the state rows it holds, and one layer for one token or a sequence."""
+
+    def __init__(self, config, shard):
+        c = config
+        self.state_shapes = {"conv": (len(shard.channels), c.d_conv), "ssm": (len(shard.channels), c.d_state)}
+        # where this shard's state rows go in the whole model's state (n_layer, rows, ...), and how many rows it has
+        self.state_rows = {"conv": (np.arange(shard.channels.start, shard.channels.stop), c.d_inner),
+                           "ssm": (np.arange(shard.channels.start, shard.channels.stop), c.d_inner)}
+
+    @staticmethod
+    def step(u, w, conv_state, h):
+        return _mixer_step(u, w, conv_state, h)
+
+    @staticmethod
+    def sequence(u, w, conv_state, h):
+        return _mixer_sequence(u, w, conv_state, h)
 
 
 def _mixer_step(u, w, conv_state, h):
@@ -242,9 +280,9 @@ def _mixer_sequence(u, w, conv_state, h):
 
 @dataclass
 class ShardedState:
-    """The K shards' states; together they are exactly a MambaState split along d_in."""
+    """The K shards' states; together they are exactly the whole model's MambaState (ShardedMamba.join_state)."""
 
-    shards: tuple  # K MambaStates: conv (n_layer, d_s, k), ssm (n_layer, d_s, n)
+    shards: tuple  # K MambaStates, each of its shard's rows (MambaShard.new_state)
 
     def copy(self):
         return ShardedState(tuple(state.copy() for state in self.shards))
@@ -252,13 +290,6 @@ class ShardedState:
     @property
     def nbytes(self):
         return sum(state.nbytes for state in self.shards)
-
-    def joined(self):
-        """The whole model's MambaState: conv (n_layer, d_in, k), ssm (n_layer, d_in, n)."""
-        return MambaState(
-            conv=np.concatenate([state.conv for state in self.shards], axis=1),
-            ssm=np.concatenate([state.ssm for state in self.shards], axis=1),
-        )
 
 
 class ShardedMamba:
@@ -288,12 +319,25 @@ class ShardedMamba:
     def new_state(self):
         return ShardedState(tuple(shard.new_state() for shard in self.shards))
 
+    def join_state(self, state):
+        """The whole model's MambaState from the shards' (rows that several shards hold, Mamba-2's
+        B and C of a cut group, are the same on each)."""
+        whole = {}
+        for name in ("conv", "ssm"):
+            for shard, mine in zip(self.shards, self._states(state)):
+                rows, total = shard.mixers.state_rows[name]
+                part = getattr(mine, name)  # (n_layer, rows, ...)
+                if name not in whole:
+                    whole[name] = np.zeros((part.shape[0], total, *part.shape[2:]), np.float32)
+                whole[name][:, rows] = part
+        return MambaState(**whole)
+
     def split_state(self, state):
         """A whole model's MambaState cut into this model's shards (copies)."""
         return ShardedState(
             tuple(
-                MambaState(state.conv[:, s.shard.channels].copy(), state.ssm[:, s.shard.channels].copy())
-                for s in self.shards
+                MambaState(**{name: getattr(state, name)[:, shard.mixers.state_rows[name][0]] for name in ("conv", "ssm")})
+                for shard in self.shards
             )
         )
 

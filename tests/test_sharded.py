@@ -1,9 +1,11 @@
-"""The model split across K shards (mamba_wasm/sharded.py, shard_loader.py) against the whole model.
+"""The model split across K shards (mamba_wasm/sharded.py, sharded2.py, shard_loader.py) against
+the whole model.
 
-On every parity fixture and K = 1..4 (d_in and the vocabulary not multiples of K included): logits
-within float32 reduction-order tolerance of the single model's, the same 32 greedy ids as HF's,
-and the shards' states together equal to the single model's state. Then: each shard holds only
-its slice, and misuse gets a clear error.
+On every parity fixture, Mamba-1 and Mamba-2, and K = 1..4 (d_in, the heads and the vocabulary not
+multiples of K included; Mamba-2 groups whole on a shard and cut across shards): logits within
+float32 reduction-order tolerance of the single model's, the same 32 greedy ids as HF's, and the
+shards' states together equal to the single model's state. Then: each shard holds only its slice,
+and misuse gets a clear error.
 """
 
 import os
@@ -36,15 +38,24 @@ def fixture(request):
     return folder, mamba_wasm.load_model(folder), np.load(os.path.join(folder, "expected.npz"))
 
 
-def test_every_fixture_has_a_channel_count_that_some_k_does_not_divide():
+def test_fixtures_cover_uneven_shards_and_cut_and_whole_groups():
     configs = [mamba_wasm.load_model(os.path.join(FIXTURES, name)).config for name in NAMES]
-    assert any(c.d_inner % k for c in configs for k in SHARD_COUNTS)
+    assert {"Mamba-1", "Mamba-2"} == {c.architecture for c in configs}
+    assert any(c.d_inner % k for c in configs for k in SHARD_COUNTS if c.architecture == "Mamba-1")
+    assert any(c.n_heads % k for c in configs for k in SHARD_COUNTS if c.architecture == "Mamba-2")
     assert any(c.vocab_size % k for c in configs for k in SHARD_COUNTS)
+    cut = [plan_shards(c, k)[0].cut_groups for c in configs for k in (2, 3)
+           if c.architecture == "Mamba-2" and k <= c.n_heads]
+    assert True in cut and False in cut
 
 
 @pytest.mark.parametrize("k", SHARD_COUNTS)
 def test_sharded_logits_ids_and_state_equal_the_whole_model(fixture, k):
     folder, whole, expected = fixture
+    if whole.config.architecture == "Mamba-2" and k > whole.config.n_heads:
+        with pytest.raises(InputError, match=f"{k} shards is more than this model has heads"):
+            load_sharded_model(folder, k)
+        return
     sharded = load_sharded_model(folder, k)
     ids = expected["prompt_ids"].tolist()
 
@@ -57,14 +68,14 @@ def test_sharded_logits_ids_and_state_equal_the_whole_model(fixture, k):
         whole.step(token, whole_state)
     assert stepped.dtype == np.float32 and stepped.shape == reference.shape
     assert rel_err(stepped, reference) <= TOLERANCE
-    joined = state.joined()
+    joined = sharded.join_state(state)
     assert joined.conv.shape == whole_state.conv.shape and joined.ssm.shape == whole_state.ssm.shape
     assert rel_err(joined.conv, whole_state.conv) <= TOLERANCE
     assert rel_err(joined.ssm, whole_state.ssm) <= TOLERANCE
 
     prefilled = sharded.new_state()
     assert rel_err(sharded.prefill(ids, prefilled), reference[-1]) <= TOLERANCE
-    assert rel_err(prefilled.joined().ssm, whole_state.ssm) <= TOLERANCE
+    assert rel_err(sharded.join_state(prefilled).ssm, whole_state.ssm) <= TOLERANCE
 
     token, greedy = ids[-1], []
     state = sharded.split_state(whole.new_state())
@@ -78,12 +89,15 @@ def test_sharded_logits_ids_and_state_equal_the_whole_model(fixture, k):
 @pytest.mark.parametrize("k", (2, 3))
 def test_a_whole_state_split_into_shards_continues_the_same(fixture, k):
     folder, whole, expected = fixture
+    if whole.config.architecture == "Mamba-2" and k > whole.config.n_heads:
+        return  # refused: the test above
     ids = expected["prompt_ids"].tolist()
     sharded = load_sharded_model(folder, k)
     whole_state = whole.new_state()
     whole.prefill(ids[:-1], whole_state)
     state = sharded.split_state(whole_state)
-    np.testing.assert_array_equal(state.joined().ssm, whole_state.ssm)
+    np.testing.assert_array_equal(sharded.join_state(state).ssm, whole_state.ssm)
+    np.testing.assert_array_equal(sharded.join_state(state).conv, whole_state.conv)
     assert rel_err(sharded.step(ids[-1], state), whole.step(ids[-1], whole_state)) <= TOLERANCE
 
 
@@ -100,23 +114,27 @@ def test_plan_is_balanced_contiguous_and_complete(total, k):
     assert [s.index for s in shards] == list(range(k)) and all(s.count == k for s in shards)
 
 
-@pytest.mark.parametrize("name", ["f16_sharded", "hf_untied_k3", "original_layout", "bf16"])
+@pytest.mark.parametrize("name", ["f16_sharded", "hf_untied_k3", "original_layout", "bf16", "mamba2_hf_groups_bias",
+                                  "mamba2_f16_sharded", "mamba2_bf16"])
 def test_each_shard_holds_its_slice_only_and_none_of_the_file(name):
     folder = os.path.join(FIXTURES, name)
     files = read_folder(folder)
     whole = mamba_wasm.load_model_from_files(files, folder)
     c = whole.config
-    replicated = 4 * (c.n_layer * c.d_model * (1 + c.proj_bias) + c.d_model)  # norms, out_proj.bias
-    k = 3
+    k = min(3, c.n_heads) if c.architecture == "Mamba-2" else 3
     shards = [load_shard_from_files(files, folder, i, k) for i in range(k)]
-    assert sum(s.nbytes for s in shards) == 4 * whole.n_params + (k - 1) * replicated
+    on_every_shard = 4 * (c.n_layer * c.d_model * (1 + c.proj_bias) + c.d_model)  # norms, out_proj.bias
+    # Mamba-2: a group's B and C (in_proj rows and bias, conv weights and bias) are on each shard it touches
+    per_group = c.n_layer * 2 * c.d_state * (c.d_model + c.proj_bias + c.d_conv + c.conv_bias) * 4 if c.architecture == "Mamba-2" else 0
+    extra_groups = sum(len(s.shard.groups) for s in shards) - (c.n_groups if c.architecture == "Mamba-2" else 0)
+    assert sum(s.nbytes for s in shards) == 4 * whole.n_params + (k - 1) * on_every_shard + extra_groups * per_group
     for shard in shards:
-        assert shard.nbytes <= 4 * whole.n_params / k + replicated + 4 * (c.n_layer * 4 * c.d_model + 2 * c.d_model)
+        d_s, v_s = len(shard.shard.channels), len(shard.shard.vocab)
+        assert shard.nbytes < 4 * whole.n_params * (max(d_s / c.d_inner, v_s / c.vocab_size) + 0.1) + on_every_shard \
+            + len(shard.shard.groups) * per_group
         for layer in shard.weights.layers:
-            assert layer.in_proj.shape == (2 * len(shard.shard.channels), c.d_model)
-            assert layer.x_proj.shape == (c.dt_rank + 2 * c.d_state, len(shard.shard.channels))
-            assert layer.out_proj.shape == (c.d_model, len(shard.shard.channels))
-        assert shard.weights.lm_head.shape == (len(shard.shard.vocab), c.d_model)
+            assert layer.out_proj.shape == (c.d_model, d_s)
+        assert shard.weights.lm_head.shape == (v_s, c.d_model)
         for array in _arrays(shard.weights):
             assert array.flags.c_contiguous and array.dtype == np.float32
             for data in files.values():
@@ -168,7 +186,8 @@ def test_wrong_states_and_tokens_are_refused_and_change_nothing(pair):
         sharded.step(1, load_sharded_model(folder, 3).new_state())
     state = sharded.new_state()
     swapped = ShardedState((state.shards[0], whole.new_state()))
-    with pytest.raises(InputError, match=r"shard 2 of 2 needs its own state \(conv \(2, 20, 3\)"):
+    with pytest.raises(InputError, match=r"shard 2 of 2 needs its own state: the state does not fit this model: "
+                                         r"conv is float32 \(2, 40, 3\), expected float32 \(2, 20, 3\)"):
         sharded.step(1, swapped)
     for bad in ([sharded.config.vocab_size], [1, -1]):
         with pytest.raises(InputError, match="out of range"):
