@@ -134,8 +134,8 @@ def print_table(runs, args):
           f"{args.tokens} greedy tokens per run (first {WARMUP} not timed), {args.rounds} rounds")
     base_ms = None
     print("| variant | decode tok/s per round | median ms/token | vs the first | time to ready s | weights MB per worker | "
-          "WASM heap MB per worker | same ids |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+          "WASM heap MB per worker | waiting for sums, % of decode | same ids |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for name, results in runs.items():
         per_round = [statistics.median(run["results"][0]["times"][WARMUP:]) for run in results]
         ms = statistics.median(per_round)
