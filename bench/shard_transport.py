@@ -119,8 +119,11 @@ def main(argv=None):
         try:
             for round_ in range(args.rounds):
                 for name, query in variants.items():
-                    runs[name].append(run_variant(browser, base, query, args.tokens))
-                    print(f"round {round_ + 1}: {name} done", file=sys.stderr, flush=True)
+                    run = run_variant(browser, base, query, args.tokens)
+                    runs[name].append(run)
+                    ms = statistics.median(run["results"][0]["times"][WARMUP:])
+                    print(f"round {round_ + 1}: {name}: {1000 / ms:.1f} tok/s, ready in {run['readyMs'] / 1000:.1f} s",
+                          file=sys.stderr, flush=True)
         finally:
             browser.close()
             server.shutdown()
