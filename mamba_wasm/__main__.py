@@ -9,6 +9,7 @@ from pathlib import Path
 from .checkpoint import load_model
 from .errors import MambaWasmError
 from .generation import Session
+from .gguf_checkpoint import is_gguf
 from .tokenizer import Tokenizer
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -29,7 +30,8 @@ def parse_args(argv):
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="stream a continuation of a prompt")
     gen.add_argument("model_dir", nargs="?", default=default_model_dir(),
-                     help="folder with config.json, *.safetensors, tokenizer.json (default: the site's default model)")
+                     help="folder with config.json, *.safetensors, tokenizer.json, or one llama.cpp .gguf file "
+                     "(default: the site's default model)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--max-new-tokens", type=int, default=200)
     gen.add_argument("--temperature", type=float, default=0.8, help="0 for greedy")
@@ -46,7 +48,10 @@ def parse_args(argv):
 
 def generate_command(args):
     model = load_model(args.model_dir)
-    tokenizer = Tokenizer.from_file(Path(args.model_dir) / "tokenizer.json")
+    if is_gguf(args.model_dir):
+        tokenizer = Tokenizer.from_gguf(Path(args.model_dir).read_bytes(), args.model_dir)
+    else:
+        tokenizer = Tokenizer.from_file(Path(args.model_dir) / "tokenizer.json")
     session = Session(model, tokenizer)
     began = time.perf_counter()
     session.start(

@@ -1,4 +1,5 @@
-"""Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba model.
+"""Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba model;
+a llama.cpp .gguf file goes to gguf_checkpoint.py.
 
 Two entry points share one path: `load_model(path)` reads a folder on disk;
 `load_model_from_files(files, source)` takes {file name: bytes} (the web worker fetches the
@@ -18,6 +19,8 @@ import numpy as np
 
 from .config import config_from_json
 from .errors import CheckpointError, ConfigError
+from .gguf import read_gguf
+from .gguf_checkpoint import is_gguf, load_gguf_model
 from .model import Mamba
 from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
 from .weights import LayerWeights, MambaWeights
@@ -56,9 +59,11 @@ def _layer_keys(c):
 
 def load_model(path):
     """Load the checkpoint folder `path`: config.json plus model.safetensors, or
-    model.safetensors.index.json plus the shards it names."""
+    model.safetensors.index.json plus the shards it names; or one llama.cpp .gguf file."""
+    if is_gguf(path) and os.path.isfile(path):
+        return load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
+        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE}, or a .gguf file)")
     return load_model_from_files(read_folder(path), path)
 
 
@@ -78,7 +83,12 @@ def read_folder(path):
 
 def load_model_from_files(files, source):
     """Build the model from {file name: bytes-like}; `source` (a folder or URL) names the
-    checkpoint in error messages."""
+    checkpoint in error messages. A .gguf file among them is the whole checkpoint."""
+    ggufs = [name for name in files if is_gguf(name)]
+    if len(ggufs) > 1:
+        raise CheckpointError(f"{source}: several .gguf files ({', '.join(sorted(ggufs))}); give one")
+    if ggufs:
+        return load_gguf_model(read_gguf(files[ggufs[0]], f"{source}/{ggufs[0]}"))
     if CONFIG_FILE not in files:
         raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
     config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")

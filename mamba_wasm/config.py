@@ -3,7 +3,8 @@
 Two layouts exist in the wild, with different key names for the same numbers:
   "hf"       transformers' MambaForCausalLM (e.g. state-spaces/mamba-130m-hf)
   "original" the state-spaces/mamba repository (e.g. state-spaces/mamba-130m)
-The mapping from each layout's keys to ours is written once, here.
+The mapping from each layout's keys to ours is written once, here; a third layout, "gguf"
+(llama.cpp's files), has no config.json: its metadata are mapped in gguf_checkpoint.py.
 """
 
 import json
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
-SUPPORTED_LAYOUTS = ("hf", "original")
+SUPPORTED_LAYOUTS = ("hf", "original", "gguf")
 
 
 @dataclass(frozen=True)
