@@ -11,7 +11,7 @@ safetensors. Every format computes in float32 after loading, so decode speeds sh
 """
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +44,9 @@ def main():
     folder = ensure_gguf_files()
     files = [folder] + [CACHE / f"mamba-130m-shaped-{name}.gguf" for name in TYPES]
     files = [str(path.relative_to(ROOT)) for path in files]
-    env = {**os.environ, "GGUF_BENCH_FILES": os.pathsep.join(files), "GGUF_BENCH_TOKENS": str(args.tokens)}
+    (CACHE / "gguf_plan.json").write_text(json.dumps({"files": files, "tokens": args.tokens}))
     subprocess.run(["node", str(ROOT / "bench" / "run_in_pyodide.mjs"), str(ROOT / "bench" / "gguf_in_pyodide.py")],
-                   check=True, env=env, cwd=ROOT)
+                   check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

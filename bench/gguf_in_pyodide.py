@@ -1,6 +1,7 @@
-# Runs inside Pyodide (bench/run_in_pyodide.mjs, started by bench/gguf.py): each file in
-# $GGUF_BENCH_FILES (a checkpoint folder or a .gguf file, relative to the repository, mounted at /repo)
+# Runs inside Pyodide (bench/run_in_pyodide.mjs, started by bench/gguf.py, which writes PLAN): each
+# file it lists (a checkpoint folder or a .gguf file, relative to the repository, mounted at /repo)
 # is read into memory, loaded as the worker does (load_model_from_files) and decoded greedily.
+import json
 import os
 import time
 
@@ -8,7 +9,8 @@ import numpy as np
 
 import mamba_wasm
 
-TOKENS = int(os.environ["GGUF_BENCH_TOKENS"])
+PLAN = json.load(open("/repo/.cache/bench/gguf_plan.json"))  # Pyodide does not see the host's environment
+TOKENS = PLAN["tokens"]
 
 
 def read_files(path):
@@ -41,6 +43,6 @@ def run(path):
 
 
 print(f"{'file':34} {'size MB':>8} {'read s':>7} {'load s':>7} {'decode tok/s':>13}")
-for path in os.environ["GGUF_BENCH_FILES"].split(os.pathsep):
+for path in PLAN["files"]:
     size, read, load, speed = run("/repo/" + path)
     print(f"{os.path.basename(path):34} {size / 1e6:8.1f} {read:7.2f} {load:7.2f} {speed:13.1f}")

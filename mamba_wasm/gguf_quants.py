@@ -86,8 +86,8 @@ GGML_TYPES = {
 CHUNK_BLOCKS = 1 << 14  # at most 4M numbers (K-quants) per step: bounded temporaries
 
 
-def _f16(raw):
-    """(blocks, 2) bytes -> (blocks, 1) float32."""
+def _scale(raw):
+    """A float16 field of each block: (blocks, 2) bytes -> (blocks, 1) float32."""
     return raw.copy().view("<f2").astype(np.float32)
 
 
@@ -105,14 +105,14 @@ def _bfloat16(raw):
 
 def _q8_0(blocks):
     """(blocks, 34) -> (blocks, 32)."""
-    d = _f16(blocks[:, :2])
+    d = _scale(blocks[:, :2])
     q = blocks[:, 2:].view(np.int8).astype(np.float32)
     return q * d
 
 
 def _q4_0(blocks):
     """(blocks, 18) -> (blocks, 32)."""
-    d = _f16(blocks[:, :2])
+    d = _scale(blocks[:, :2])
     packed = blocks[:, 2:]  # (blocks, 16)
     q = np.concatenate([packed & 0x0F, packed >> 4], axis=1).astype(np.int8) - np.int8(8)  # (blocks, 32)
     return d * q.astype(np.float32)
@@ -129,8 +129,8 @@ def _q4_k_scales(scales):
 def _q4_k(blocks):
     """(blocks, 144) -> (blocks, 256)."""
     n = blocks.shape[0]
-    d = _f16(blocks[:, 0:2])
-    dmin = _f16(blocks[:, 2:4])
+    d = _scale(blocks[:, 0:2])
+    dmin = _scale(blocks[:, 2:4])
     sc, m = _q4_k_scales(blocks[:, 4:16])
     scale = (d * sc.astype(np.float32))[:, :, None]  # (blocks, 8, 1)
     offset = (dmin * m.astype(np.float32))[:, :, None]  # (blocks, 8, 1)
@@ -145,7 +145,7 @@ def _q6_k(blocks):
     ql = blocks[:, 0:128].reshape(n, 2, 1, 64)  # (blocks, half, 1, 64)
     qh = blocks[:, 128:192].reshape(n, 2, 1, 32)  # (blocks, half, 1, 32)
     scales = blocks[:, 192:208].view(np.int8).astype(np.float32)  # (blocks, 16)
-    d = _f16(blocks[:, 208:210])
+    d = _scale(blocks[:, 208:210])
     low = np.concatenate([ql & 0x0F, ql >> 4], axis=2).reshape(n, 2, 4, 32)  # (blocks, half, quarter, 32)
     high = np.concatenate([(qh >> shift) & 0x03 for shift in (0, 2, 4, 6)], axis=2)  # (blocks, half, quarter, 32)
     q = (low | (high << 4)).astype(np.int8) - np.int8(32)

@@ -42,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 
+import gguf
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -176,8 +177,6 @@ def quantize_q6_k(rows):
 def quantize(array, type_name):
     """(type name, bytes) for a float32 matrix; rows that are not whole blocks fall back to F16, as
     the converter does."""
-    import gguf
-
     qtype = gguf.GGMLQuantizationType[type_name]
     block = gguf.GGML_QUANT_SIZES[qtype][0]
     if array.shape[-1] % block:
@@ -195,8 +194,6 @@ def quantize(array, type_name):
 def rewrite(path, out, types=None):
     """Copy the GGUF at `path` to `out` with its first MERGES_KEPT merges; with `types` (tensor
     name -> type name), requantize those F32 matrices."""
-    import gguf
-
     reader = gguf.GGUFReader(path)
     arch = reader.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(out, arch)
@@ -226,8 +223,6 @@ def rewrite(path, out, types=None):
 
 def matrices(path):
     """Names of the tensors llama.cpp's quantizer quantizes: 2-D weights except the conv kernels."""
-    import gguf
-
     return [t.name for t in gguf.GGUFReader(path).tensors
             if len(t.shape) == 2 and t.name.endswith(".weight") and "ssm_conv1d" not in t.name]
 
@@ -291,9 +286,9 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         jobs, finish = [], []
         for case, types in CASES.items():
-            case_jobs_, case_finish = case_jobs(case, types, workdir)
-            jobs += case_jobs_
-            finish += case_finish
+            more_jobs, more_finish = case_jobs(case, types, workdir)
+            jobs += more_jobs
+            finish += more_finish
         kquant = kquant_job(workdir)
         jobs += [kquant, tokenizer_job(workdir)]
         convert(jobs)
