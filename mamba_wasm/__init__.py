@@ -1,14 +1,15 @@
-"""mamba-wasm: Mamba language models in pure NumPy, for the browser (Pyodide) and natively.
+"""mamba-wasm: Mamba and Mamba-2 language models in pure NumPy, for the browser (Pyodide) and natively.
 
-    model = load_model("models/shakespeare")
-    tok = Tokenizer.from_file("models/shakespeare/tokenizer.json")
-    # or a llama.cpp file: load_model("mamba-130m.Q8_0.gguf"), Tokenizer.from_gguf(its bytes)
-    for piece in generate(model, tok, "ROMEO:", max_new_tokens=100, seed=0):
+    model, tok = from_pretrained("models/shakespeare")   # config.json, *.safetensors, tokenizer.json
+    # or a llama.cpp file: from_pretrained("mamba-130m.Q8_0.gguf") (model and tokenizer in one file)
+    for piece in generate(model, tok, "ROMEO.", max_new_tokens=100, temperature=0.8, seed=11):
         print(piece, end="")
+
+Learners: mamba_wasm/reference.py is the step in the paper's notation; model.py the fast one.
 """
 
-from .checkpoint import load_model, load_model_from_files
-from .config import MambaConfig
+from .checkpoint import from_pretrained, load_model, load_model_from_files
+from .config import Mamba2Config, MambaConfig
 from .detokenizer import StreamingDetokenizer
 from .errors import (
     CheckpointError,
@@ -20,6 +21,7 @@ from .errors import (
     TokenizerError,
 )
 from .generation import Session, generate
+from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
 from .tokenizer import Tokenizer
@@ -32,6 +34,8 @@ __all__ = [
     "GGUFError",
     "InputError",
     "Mamba",
+    "Mamba2",
+    "Mamba2Config",
     "MambaConfig",
     "MambaState",
     "MambaWasmError",
@@ -42,6 +46,7 @@ __all__ = [
     "StreamingDetokenizer",
     "Tokenizer",
     "TokenizerError",
+    "from_pretrained",
     "generate",
     "load_model",
     "load_model_from_files",

@@ -1,22 +1,30 @@
-"""Command line: `python -m mamba_wasm generate [MODEL_DIR] --prompt "..."` streams text to stdout."""
+"""Command line: `mamba-wasm generate [MODEL_DIR] --prompt TEXT` (or `python -m mamba_wasm ...`)
+streams the prompt and its continuation to stdout."""
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-from .checkpoint import load_model
+from .checkpoint import from_pretrained
 from .errors import MambaWasmError
 from .generation import Session
-from .gguf_checkpoint import is_gguf
-from .tokenizer import Tokenizer
+from .sampling import SamplingParams
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULTS = SamplingParams()
+EXAMPLE = 'mamba-wasm generate models/shakespeare --prompt "ROMEO." --temperature 0.8 --seed 11'
+
+
+class CommandError(Exception):
+    """A problem with what was typed: printed as `error: ...` without a traceback."""
 
 
 def default_model_dir():
-    """The model the page loads by default: models/index.json's "default", beside the package."""
+    """The model the page loads by default (models/index.json's "default"), when the package runs
+    from a checkout of the repository; None when installed elsewhere."""
     try:
         index = json.loads((MODELS_DIR / "index.json").read_text())
         entry = next(m for m in index["models"] if m["name"] == index["default"])
@@ -25,66 +33,114 @@ def default_model_dir():
         return None
 
 
+def finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m mamba_wasm", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="stream a continuation of a prompt")
-    gen.add_argument("model_dir", nargs="?", default=default_model_dir(),
-                     help="folder with config.json, *.safetensors, tokenizer.json, or one llama.cpp .gguf file "
-                     "(default: the site's default model)")
-    gen.add_argument("--prompt", required=True)
-    gen.add_argument("--max-new-tokens", type=int, default=200)
-    gen.add_argument("--temperature", type=float, default=0.8, help="0 for greedy")
-    gen.add_argument("--top-k", type=int, default=0, help="0 for no limit")
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--repetition-penalty", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=None)
-    gen.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+    parser = argparse.ArgumentParser(prog="mamba-wasm", description=__doc__,
+                                     epilog=f"example: {EXAMPLE}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    gen = commands.add_parser(
+        "generate", help="stream a continuation of a prompt",
+        description="Stream the prompt and a sampled continuation to stdout. Sampling follows "
+                    "transformers: repetition penalty, then temperature, top-k, top-p.",
+        epilog=f"example: {EXAMPLE}")
+    model_default = default_model_dir()
+    gen.add_argument("model_dir", nargs="?", default=model_default, metavar="MODEL_DIR",
+                     help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
+                          + (" (default: %(default)s)" if model_default else " (required: no default model beside the package)"))
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", metavar="TEXT", help="the text to continue; - reads it from stdin (this or --prompt-file is required)")
+    source.add_argument("--prompt-file", metavar="PATH", type=Path, help="read the prompt from this UTF-8 file")
+    gen.add_argument("--max-new-tokens", type=count, default=200, metavar="N", help="tokens to generate at most (default: %(default)s)")
+    gen.add_argument("--temperature", type=finite_float, default=DEFAULTS.temperature, metavar="T",
+                     help="divide the logits by T; 0 picks the most likely token (greedy) (default: %(default)s)")
+    gen.add_argument("--top-k", type=count, default=DEFAULTS.top_k, metavar="K",
+                     help="sample among the K most likely tokens only; 0 for no limit (default: %(default)s)")
+    gen.add_argument("--top-p", type=finite_float, default=DEFAULTS.top_p, metavar="P",
+                     help="sample among the most likely tokens whose probability adds up to P, in (0, 1] (default: %(default)s)")
+    gen.add_argument("--repetition-penalty", type=finite_float, default=DEFAULTS.repetition_penalty,
+                     metavar="R", help="make tokens already in the text less likely; 1 for none (default: %(default)s)")
+    gen.add_argument("--seed", type=count, default=DEFAULTS.seed, metavar="S",
+                     help="the same seed gives the same text (default: a fresh random seed each run)")
+    gen.add_argument("--echo", action=argparse.BooleanOptionalAction, default=True,
+                     help="print the prompt before its continuation (default: --echo)")
+    gen.add_argument("--stats", action="store_true", help="print token counts and speed to stderr (default: off)")
     args = parser.parse_args(argv)
     if args.model_dir is None:
-        parser.error("no MODEL_DIR given and no default model found in models/index.json")
+        gen.error("no MODEL_DIR given, and no default model beside the package (models/index.json)")
+    ranges = (("--max-new-tokens", args.max_new_tokens >= 1, "a whole number >= 1", args.max_new_tokens),
+              ("--temperature", args.temperature >= 0, "a number >= 0", args.temperature),
+              ("--top-p", 0 < args.top_p <= 1, "a number in (0, 1]", args.top_p),
+              ("--repetition-penalty", args.repetition_penalty > 0, "a number > 0", args.repetition_penalty))
+    for option, ok, expected, value in ranges:
+        if not ok:
+            gen.error(f"argument {option}: expected {expected}, got {value}")
     return args
 
 
+def read_prompt(args):
+    if args.prompt_file is not None:
+        try:
+            return args.prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read the prompt file {args.prompt_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"the prompt file {args.prompt_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if args.prompt == "-":
+        return sys.stdin.read()
+    return args.prompt
+
+
 def generate_command(args):
-    model = load_model(args.model_dir)
-    if is_gguf(args.model_dir):
-        tokenizer = Tokenizer.from_gguf(Path(args.model_dir).read_bytes(), args.model_dir)
-    else:
-        tokenizer = Tokenizer.from_file(Path(args.model_dir) / "tokenizer.json")
+    prompt = read_prompt(args)
+    if not prompt:
+        raise CommandError("the prompt is empty: give some text with --prompt TEXT, --prompt - (stdin) "
+                           "or --prompt-file PATH")
+    model, tokenizer = from_pretrained(args.model_dir)
     session = Session(model, tokenizer)
     began = time.perf_counter()
-    session.start(
-        args.prompt,
-        args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
+    session.start(prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
     prefilled = time.perf_counter()
+    if args.echo:
+        sys.stdout.write(prompt)
     while not session.done:
         sys.stdout.write(session.advance(1))
         sys.stdout.flush()
     sys.stdout.write("\n")
     if args.stats:
         decode = time.perf_counter() - prefilled
-        print(
-            f"prompt {session.n_prompt} tokens in {prefilled - began:.2f} s; "
-            f"generated {session.n_generated} tokens at {session.n_generated / max(decode, 1e-9):.1f} tok/s",
-            file=sys.stderr,
-        )
+        print(f"prompt {session.n_prompt} tokens in {prefilled - began:.2f} s; generated {session.n_generated} "
+              f"tokens at {session.n_generated / max(decode, 1e-9):.1f} tok/s", file=sys.stderr)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         generate_command(args)
-    except MambaWasmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (MambaWasmError, CommandError) as exc:
+        print(f"mamba-wasm: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        sys.stdout.write("\n")
         return 130
     return 0
 

@@ -1,5 +1,6 @@
-"""Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba model;
-a llama.cpp .gguf file goes to gguf_checkpoint.py.
+"""Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba or
+Mamba-2 model (the architecture comes from config.json: config.py); a llama.cpp .gguf file goes
+to gguf_checkpoint.py.
 
 Two entry points share one path: `load_model(path)` reads a folder on disk;
 `load_model_from_files(files, source)` takes {file name: bytes} (the web worker fetches the
@@ -21,17 +22,21 @@ from .config import config_from_json
 from .errors import CheckpointError, ConfigError
 from .gguf import read_gguf
 from .gguf_checkpoint import is_gguf, load_gguf_model
+from .mamba2 import Mamba2
 from .model import Mamba
 from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
-from .weights import LayerWeights, MambaWeights
+from .tokenizer import Tokenizer
+from .weights import LayerWeights, Mamba2LayerWeights, MambaWeights
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+TOKENIZER_FILE = "tokenizer.json"
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 
 # The one place checkpoint keys are named. Both layouts use the same keys except the
-# embedding's: transformers renamed `embedding` to `embeddings`.
+# embedding's: transformers renamed `embedding` to `embeddings`. So do both architectures, but
+# for the mixer's.
 EMBEDDING_KEY = {"hf": "backbone.embeddings.weight", "original": "backbone.embedding.weight"}
 NORM_F_KEY = "backbone.norm_f.weight"
 LM_HEAD_KEY = "lm_head.weight"
@@ -57,6 +62,33 @@ def _layer_keys(c):
     }
 
 
+def _mamba2_layer_keys(c):
+    """Mamba2LayerWeights field -> (key after LAYER_PREFIX, shape in the file); None when the
+    config has no such tensor. Shapes as in transformers' Mamba2Mixer.__init__ (mamba_ssm's
+    Mamba2 names them alike)."""
+    d, d_in, h, e = c.d_model, c.d_inner, c.n_heads, c.conv_dim
+    return {
+        "norm": ("norm.weight", (d,)),
+        "in_proj": ("mixer.in_proj.weight", (d_in + e + h, d)),
+        "in_proj_bias": ("mixer.in_proj.bias", (d_in + e + h,)) if c.proj_bias else None,
+        "conv": ("mixer.conv1d.weight", (e, 1, c.d_conv)),  # nn.Conv1d(groups=e)
+        "conv_bias": ("mixer.conv1d.bias", (e,)) if c.conv_bias else None,
+        "dt_bias": ("mixer.dt_bias", (h,)),
+        "A": ("mixer.A_log", (h,)),
+        "D": ("mixer.D", (h,)),
+        "gated_norm": ("mixer.norm.weight", (d_in,)),
+        "out_proj": ("mixer.out_proj.weight", (d, d_in)),
+        "out_proj_bias": ("mixer.out_proj.bias", (d,)) if c.proj_bias else None,
+    }
+
+
+# config.architecture -> (one layer's tensors, the record that holds them, the model)
+ARCHITECTURES = {
+    "Mamba-1": (_layer_keys, LayerWeights, Mamba),
+    "Mamba-2": (_mamba2_layer_keys, Mamba2LayerWeights, Mamba2),
+}
+
+
 def load_model(path):
     """Load the checkpoint folder `path`: config.json plus model.safetensors, or
     model.safetensors.index.json plus the shards it names; or one llama.cpp .gguf file."""
@@ -65,6 +97,17 @@ def load_model(path):
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE}, or a .gguf file)")
     return load_model_from_files(read_folder(path), path)
+
+
+def from_pretrained(path):
+    """(model, tokenizer) from a checkpoint folder: config.json, the safetensors file(s) and
+    tokenizer.json, as transformers' from_pretrained gives them for a local folder; or from one
+    llama.cpp .gguf file, which holds both."""
+    if is_gguf(path) and os.path.isfile(path):
+        gguf = read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path)
+        return load_gguf_model(gguf), Tokenizer.from_gguf(gguf)
+    model = load_model(path)
+    return model, Tokenizer.from_file(os.path.join(path, TOKENIZER_FILE))
 
 
 def read_folder(path):
@@ -92,7 +135,8 @@ def load_model_from_files(files, source):
     if CONFIG_FILE not in files:
         raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
     config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
-    return Mamba(config, load_weights(files, config, source))
+    _, _, model = ARCHITECTURES[config.architecture]
+    return model(config, load_weights(files, config, source))
 
 
 def load_weights(files, config, source):
@@ -133,14 +177,15 @@ def load_weights(files, config, source):
         return array
 
     embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
+    layer_keys, layer_weights, _ = ARCHITECTURES[config.architecture]
     layers = []
     for i in range(config.n_layer):
         fields = {}
-        for field, spec in _layer_keys(config).items():
+        for field, spec in layer_keys(config).items():
             fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
-        fields["conv"] = fields["conv"].reshape(config.d_inner, config.d_conv)  # drop the groups axis
-        fields["A"] = -np.exp(fields["A"])  # as MambaMixer.forward: A = -exp(A_log), done once here
-        layers.append(LayerWeights(**fields))
+        fields["conv"] = fields["conv"].reshape(fields["conv"].shape[0], config.d_conv)  # drop the groups axis
+        fields["A"] = -np.exp(fields["A"])  # as both mixers' forward: A = -exp(A_log), done once here
+        layers.append(layer_weights(**fields))
     norm_f = take(NORM_F_KEY, (config.d_model,))
     return MambaWeights(
         embedding=embedding,
@@ -165,7 +210,8 @@ def _lm_head(config, tensors, embedding, take):
 
 def _expected_keys(config):
     keys = [EMBEDDING_KEY[config.layout], NORM_F_KEY]
-    specs = [spec for spec in _layer_keys(config).values() if spec is not None]
+    layer_keys, _, _ = ARCHITECTURES[config.architecture]
+    specs = [spec for spec in layer_keys(config).values() if spec is not None]
     for i in range(config.n_layer):
         keys += [LAYER_PREFIX.format(i=i) + key for key, _ in specs]
     return keys

@@ -9,6 +9,8 @@ again with the same prompt (Regenerate) restores it instead of running the promp
 """
 
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -20,7 +22,53 @@ MAX_PROMPT_TOKENS = 65536  # ~250k characters: beyond it, prefill time is the us
 PREFILL_BLOCK = 256  # prompt tokens run through all layers at once: bounds prefill memory
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the latest `begin` asked for; used once its prompt has run."""
+    params: SamplingParams
+    max_new_tokens: int
+    stop_at_eos: bool  # False: end-of-text is generated like any other token
+
+
+@dataclass
+class PromptRun:
+    """A prompt run a block at a time; once finished, kept so the same prompt again (Regenerate)
+    restores the state after it instead of running it again."""
+    text: str
+    ids: list
+    state: object  # the model's state after ids[:position]
+    position: int = 0  # the next prompt id to run
+    logits: Optional[np.ndarray] = None  # (v,) next-token logits, padding masked; set when finished
+
+    @property
+    def finished(self):
+        return self.logits is not None
+
+
+@dataclass
+class Decoding:
+    """A generation in progress. Its state is a copy: the prompt's must stay as it was for Regenerate."""
+    state: object
+    logits: np.ndarray  # (v,) for the next token
+    seen: set  # ids the repetition penalty applies to
+    sampler: Sampler
+    detokenizer: StreamingDetokenizer
+    eos: Optional[int]  # the token that ends generation; None when stop_at_eos is False
+
+
 class Session:
+    """One model and tokenizer generating text, resumable between any two tokens.
+
+        session = Session(model, tokenizer)
+        session.start("ROMEO.", 100, temperature=0.8, seed=11)   # runs the prompt
+        while not session.done:
+            print(session.advance(1), end="")                     # complete UTF-8 text per call
+
+    `start` (or `begin` + `prefill_step`) takes the sampling keywords of SamplingParams:
+    temperature (0 greedy), top_k, top_p, repetition_penalty, seed. `extend(n)` continues a
+    stopped or finished generation. Read n_prompt, n_generated, generated_ids, done.
+    """
+
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
@@ -28,14 +76,11 @@ class Session:
         self.generated_ids = []
         self.max_new_tokens = 0
         self.done = True
-        self._eos = None
         self.prompt_state_reused = False
         self.prefill_seconds = 0.0
-        self._prompt = None
-        self._prompt_ids = []
-        self._after_prompt = None  # (state, logits) right after the prompt, for Regenerate
-        self._pending = None  # (prompt, ids, state, next position) while a prompt is being run
-        self._request = None  # (SamplingParams, max_new_tokens, stop_at_eos) of the latest begin
+        self._request = None  # Request of the latest begin
+        self._prompt = None  # PromptRun of the latest prompt: running, or finished and kept
+        self._decoding = None  # Decoding once the latest prompt has run
 
     def start(self, prompt, max_new_tokens=200, stop_at_eos=True, **sampling):
         """Run the prompt (or restore its saved state) and get ready to generate.
@@ -52,20 +97,22 @@ class Session:
         """`start` in pieces, so a caller can stop a long prompt between two blocks: check and
         tokenize here, then call prefill_step() until it returns True."""
         params = SamplingParams(**sampling)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        if not isinstance(prompt, str):
+            raise InputError(f"the prompt must be text (a str), got {type(prompt).__name__}; "
+                             "to start from token ids, use model.prefill(ids, state) and model.step")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if not prompt:
             raise InputError("the prompt is empty: type some text to continue")
         began = time.perf_counter()
-        self.prompt_state_reused = prompt == self._prompt
-        self._request = (params, max_new_tokens, stop_at_eos)
-        self.generated_ids, self.done, self._pending = [], True, None  # nothing to generate yet
+        self.prompt_state_reused = self._prompt is not None and self._prompt.finished and self._prompt.text == prompt
+        self._request = Request(params, max_new_tokens, stop_at_eos)
+        self.generated_ids, self.done, self._decoding = [], True, None  # nothing to generate yet
         if not self.prompt_state_reused:
             ids = self.tokenizer.encode(prompt)
             if len(ids) > MAX_PROMPT_TOKENS:
                 raise InputError(f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}")
-            self._prompt, self._after_prompt = None, None  # a stopped prefill must not leave a stale pair
-            self._pending = (prompt, ids, self.model.new_state(), 0)  # prompt, ids, state, next position
+            self._prompt = PromptRun(prompt, ids, self.model.new_state())
             self.n_prompt = len(ids)
         self.prefill_seconds = time.perf_counter() - began
         return self.n_prompt
@@ -74,23 +121,24 @@ class Session:
         """Run the next PREFILL_BLOCK prompt tokens; True once the prompt has run and tokens can
         be generated (at once when its state was reused)."""
         began = time.perf_counter()
-        if self._pending is not None:
-            prompt, ids, state, position = self._pending
-            logits = self.model.prefill(ids[position : position + PREFILL_BLOCK], state)
-            position += PREFILL_BLOCK
-            self._pending = (prompt, ids, state, position) if position < len(ids) else None
-            if self._pending is not None:
+        prompt = self._prompt
+        if not prompt.finished:
+            logits = self.model.prefill(prompt.ids[prompt.position : prompt.position + PREFILL_BLOCK], prompt.state)
+            prompt.position += PREFILL_BLOCK
+            if prompt.position < len(prompt.ids):
                 self.prefill_seconds += time.perf_counter() - began
                 return False
-            self._prompt, self._prompt_ids = prompt, ids
-            self._after_prompt = (state, self._mask_padding(logits))
-        params, self.max_new_tokens, stop_at_eos = self._request
-        state, logits = self._after_prompt
-        self._state, self._logits = state.copy(), logits
-        self._seen = set(self._prompt_ids)
-        self._sampler = Sampler(params)
-        self._detok = StreamingDetokenizer(self.tokenizer)
-        self._eos = self.tokenizer.eos_token_id if stop_at_eos else None
+            prompt.logits = self._mask_padding(logits)
+        request = self._request
+        self.max_new_tokens = request.max_new_tokens
+        self._decoding = Decoding(
+            state=prompt.state.copy(),
+            logits=prompt.logits,
+            seen=set(prompt.ids),
+            sampler=Sampler(request.params),
+            detokenizer=StreamingDetokenizer(self.tokenizer),
+            eos=self.tokenizer.eos_token_id if request.stop_at_eos else None,
+        )
         self.done = False
         self.prefill_seconds += time.perf_counter() - began
         return True
@@ -98,26 +146,29 @@ class Session:
     def advance(self, n_tokens=1):
         """Generate up to n_tokens more; returns the new text (possibly empty)."""
         pieces = []
+        decoding = self._decoding
         for _ in range(n_tokens):
             if self.done:
                 break
-            token = self._sampler(self._logits, self._seen)
+            token = decoding.sampler(decoding.logits, decoding.seen)
             self.generated_ids.append(token)
-            if token == self._eos:
+            if token == decoding.eos:
                 self.done = True
                 break
-            pieces.append(self._detok.push(token))
-            self._seen.add(token)
-            self._logits = self._mask_padding(self.model.step(token, self._state))
+            pieces.append(decoding.detokenizer.push(token))
+            decoding.seen.add(token)
+            decoding.logits = self._mask_padding(self.model.step(token, decoding.state))
             self.done = self.n_generated >= self.max_new_tokens
-        if self.done:
-            pieces.append(self._detok.flush())
+        if self.done and decoding is not None:
+            pieces.append(decoding.detokenizer.flush())
         return "".join(pieces)
 
     def extend(self, more_tokens):
         """Continue a stopped or finished generation for up to `more_tokens` more tokens."""
-        if self._after_prompt is None:
+        if self._decoding is None:
             raise InputError("nothing to continue: generate first")
+        if isinstance(more_tokens, bool) or not isinstance(more_tokens, int) or more_tokens < 1:
+            raise InputError(f"more_tokens must be a positive integer, got {more_tokens!r}")
         self.max_new_tokens = self.n_generated + more_tokens
         self.done = False
 
@@ -139,7 +190,13 @@ class Session:
 
 
 def generate(model, tokenizer, prompt, max_new_tokens=200, **sampling):
-    """Yield the continuation of `prompt` as complete pieces of text."""
+    """Yield the continuation of the text `prompt` (not including it) as pieces of complete
+    UTF-8 text, up to max_new_tokens tokens; stops early at the tokenizer's end-of-text token.
+
+    `sampling` takes SamplingParams' keywords: temperature (default 0.8; 0 is greedy), top_k
+    (0: no limit), top_p (1.0: no nucleus filter), repetition_penalty (1.0: none), seed (None:
+    fresh). Bad arguments raise InputError when iteration begins, before any text.
+    """
     session = Session(model, tokenizer)
     session.start(prompt, max_new_tokens, **sampling)
     while not session.done:

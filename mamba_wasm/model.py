@@ -1,4 +1,8 @@
-"""Mamba-1 in NumPy: the math only (no files, no tokens, no sampling).
+"""Mamba-1 in NumPy, fast: the math only (no files, no tokens, no sampling).
+
+The model of Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", 2023,
+https://arxiv.org/abs/2312.00752. Read reference.py first: the same step in the paper's notation,
+equation by equation, without the speed tricks below (tests/test_reference.py holds the two together).
 
 Glossary (the only dimension names used below):
     l     sequence length
@@ -6,16 +10,21 @@ Glossary (the only dimension names used below):
     d_in  d_inner = expand * d
     n     d_state, the SSM state per channel
     k     d_conv, the causal convolution width
-    r     dt_rank, the rank of the time-step projection
+    r     dt_rank, the rank of Δ's projection
     v     vocab size (rows of the embedding)
 
-Each block computes, for input u (paper: Algorithm 2, "selective SSM"):
-    x, z   = in_proj(rmsnorm(u))                        (2*d_in,)
-    x      = silu(causal_conv1d(x))                     (d_in,)
-    dt,B,C = x_proj(x);  dt = softplus(dt_proj(dt))     (d_in,), (n,), (n,)
-    h      = exp(dt*A) * h + (dt*x) B                   (d_in, n)   <- the recurrent state
-    y      = (h C + D*x) * silu(z)                      (d_in,)
-    u      = u + out_proj(y)                            (d,)
+Each residual block computes, for input u (the Mamba block of the paper's Fig. 3, around the
+selective SSM of its Algorithm 2):
+    x, z    = in_proj(rmsnorm(u))                        (d_in,), (d_in,)     Fig. 3
+    x       = silu(causal_conv1d(x))                     (d_in,)              Fig. 3
+    Δ, B, C = softplus(dt_proj(.)), x_proj(x) split      (d_in,), (n,), (n,)  Algorithm 2, lines 2-4
+    Ā, B̄    = exp(ΔA), ΔB                                (d_in, n)            Algorithm 2, line 5 (Eq. 4)
+    h       = Ā h + B̄ x                                  (d_in, n)            Eq. 2a   <- the recurrent state
+    y       = (h C + D x) * silu(z)                      (d_in,)              Eq. 2b, D skip, Fig. 3 gate
+    u       = u + out_proj(y)                            (d,)
+B̄ = Δ·B is the simplified discretisation of the authors' code, not the zero-order hold of Eq. 4
+(which is (ΔA)⁻¹(exp(ΔA) − I)·ΔB); Ā = exp(ΔA) is exact. `delta` in the code is Δ; checkpoints
+call it dt (dt_proj, dt_rank).
 
 Mirrors transformers' MambaMixer / MambaBlock / MambaRMSNorm
 (https://github.com/huggingface/transformers/blob/main/src/transformers/models/mamba/modeling_mamba.py)
@@ -26,6 +35,9 @@ and johnma2006/mamba-minimal. Differences, each deliberate:
     prompt token is wasted work (l*v*d multiply-adds) when only the next token is sampled.
   - softplus is log(1 + exp(x)) everywhere; torch switches to x above 20, where the two
     differ by less than float32 resolution.
+Speed tricks, each measured (docs/BENCHMARKS.md): the projection's formulation per platform
+(`_project`), one scratch buffer per step reused for Ā and then B̄x, and a scan over chunks of
+time steps for whole sequences.
 """
 
 import math
@@ -34,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .guards import check_ids, check_state, check_token
 
 SCAN_CHUNK = 64  # time steps whose (chunk, d_in, n) discretised tensors exist at once
 
@@ -56,23 +68,40 @@ else:
 
 @dataclass
 class MambaState:
-    """Everything the model remembers about the past: its size never grows with l."""
+    """Everything the model remembers about the past: its size never grows with l.
+
+    Made by `Mamba.new_state()` (zeros: no past); `step`, `prefill` and `forward` update it in
+    place. `copy()` it to keep a point to return to (Session keeps the state after the prompt).
+    """
 
     conv: np.ndarray  # (n_layer, d_in, k): the last k conv inputs per layer, oldest first
-    ssm: np.ndarray  # (n_layer, d_in, n)
+    ssm: np.ndarray  # (n_layer, d_in, n): h, the SSM state of every channel
 
     def copy(self):
-        return MambaState(self.conv.copy(), self.ssm.copy())
+        """An independent copy: advancing one does not change the other."""
+        return MambaState(conv=self.conv.copy(), ssm=self.ssm.copy())
 
     @property
     def nbytes(self):
         return self.conv.nbytes + self.ssm.nbytes
 
+    def __repr__(self):
+        return f"MambaState(conv={self.conv.shape}, ssm={self.ssm.shape}, {self.nbytes:,} bytes)"
+
 
 class Mamba:
+    """A Mamba-1 language model: config (MambaConfig) and float32 weights (MambaWeights), no state.
+
+    Load one with `load_model(folder)` or `from_pretrained(folder)`. Token ids are ints in
+    [0, config.vocab_size); every call that takes a state advances it in place, and the state must
+    come from this model's `new_state()`. Bad input raises InputError.
+    """
+
     def __init__(self, config, weights):
         self.config = config
         self.weights = weights
+        c = config
+        self._state_shapes = {"conv": (c.n_layer, c.d_inner, c.d_conv), "ssm": (c.n_layer, c.d_inner, c.d_state)}
 
     @property
     def n_params(self):
@@ -84,15 +113,13 @@ class Mamba:
         return 4 * c.n_layer * c.d_inner * (c.d_conv + c.d_state)
 
     def new_state(self):
-        c = self.config
-        return MambaState(
-            conv=np.zeros((c.n_layer, c.d_inner, c.d_conv), np.float32),
-            ssm=np.zeros((c.n_layer, c.d_inner, c.d_state), np.float32),
-        )
+        """A fresh state (no past): conv (n_layer, d_in, k) and ssm (n_layer, d_in, n), float32 zeros."""
+        return MambaState(**{name: np.zeros(shape, np.float32) for name, shape in self._state_shapes.items()})
 
     def step(self, token, state):
-        """Logits (v,) for the next token after `token`; advances `state` in place."""
-        self._check_ids([token])
+        """Logits (v,) for the next token after `token` (an int id); advances `state` in place."""
+        token = check_token(token, self.config.vocab_size)
+        check_state(state, MambaState, self._state_shapes)
         w = self.weights
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
@@ -100,29 +127,26 @@ class Mamba:
         return _project(_rmsnorm(u, w.norm_f, self.config.norm_eps), w.lm_head)  # (v,)
 
     def forward(self, ids, state=None):
-        """Logits (l, v) for every position of `ids`, from `state` (fresh when None)."""
+        """Logits (l, v) for every position of `ids` (a sequence of l int ids).
+
+        Starts from `state` and advances it past the last id; with no state, from a fresh one.
+        """
         u = self._blocks(ids, self.new_state() if state is None else state)  # (l, d)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (l, v)
 
     def prefill(self, ids, state):
-        """Run the prompt over the whole sequence at once; logits (v,) after its last token."""
+        """Run the prompt `ids` over the whole sequence at once, advancing `state`; logits (v,)
+        after its last token only."""
         u = self._blocks(ids, state)[-1]  # (d,)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (v,)
 
     def _blocks(self, ids, state):
-        self._check_ids(ids)
-        u = self.weights.embedding[np.asarray(ids, dtype=np.int64)]  # (l, d)
+        ids = check_ids(ids, self.config.vocab_size)  # (l,) int64
+        check_state(state, MambaState, self._state_shapes)
+        u = self.weights.embedding[ids]  # (l, d)
         for i, layer in enumerate(self.weights.layers):
             u = u + _mixer_sequence(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i])
         return u
-
-    def _check_ids(self, ids):
-        if len(ids) == 0:
-            raise InputError("no tokens to run: the prompt is empty")
-        v = self.config.vocab_size
-        for token in ids:
-            if not 0 <= int(token) < v:
-                raise InputError(f"token id {int(token)} is out of range for a vocabulary of {v}")
 
 
 def _rmsnorm(u, scale, eps):
@@ -165,14 +189,16 @@ def _mixer_step(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    dt_bc = _project(x, w.x_proj)  # (r + 2n,)
-    r = dt_bc.shape[0] - 2 * n
-    dt = _softplus(_linear(dt_bc[:r], w.dt_proj, w.dt_proj_bias))  # (d_in,)
-    B, C = dt_bc[r : r + n], dt_bc[r + n :]  # (n,), (n,)
+    delta_B_C = _project(x, w.x_proj)  # (r + 2n,)
+    r = delta_B_C.shape[0] - 2 * n
+    delta = _softplus(_linear(delta_B_C[:r], w.dt_proj, w.dt_proj_bias))  # Δ (d_in,)
+    B, C = delta_B_C[r : r + n], delta_B_C[r + n :]  # (n,), (n,)
 
-    decay = dt[:, None] * w.A  # (d_in, n): reused below for dBx
-    h *= np.exp(decay, out=decay)
-    h += np.multiply.outer(dt * x, B, out=decay)  # (d_in, n)
+    scratch = delta[:, None] * w.A  # (d_in, n) ΔA: one buffer, holding Ā and then B̄x
+    A_bar = np.exp(scratch, out=scratch)  # Ā = exp(ΔA)
+    h *= A_bar
+    Bx_bar = np.multiply.outer(delta * x, B, out=scratch)  # B̄x = (Δx) B, over Ā (no longer needed)
+    h += Bx_bar  # h = Ā h + B̄ x  (d_in, n)
     y = np.einsum("in,n->i", h, C)  # (d_in,)
     y += w.D * x
     y *= _silu(z)
@@ -196,20 +222,20 @@ def _mixer_sequence(u, w, conv_state, h):
         x += w.conv_bias
     x = _silu(x)
 
-    dt_bc = _project(x, w.x_proj)  # (l, r + 2n)
-    r = dt_bc.shape[1] - 2 * n
-    dt = _softplus(_project(dt_bc[:, :r], w.dt_proj) + w.dt_proj_bias)  # (l, d_in)
-    B, C = dt_bc[:, r : r + n], dt_bc[:, r + n :]  # (l, n), (l, n)
+    delta_B_C = _project(x, w.x_proj)  # (l, r + 2n)
+    r = delta_B_C.shape[1] - 2 * n
+    delta = _softplus(_project(delta_B_C[:, :r], w.dt_proj) + w.dt_proj_bias)  # Δ (l, d_in)
+    B, C = delta_B_C[:, r : r + n], delta_B_C[:, r + n :]  # (l, n), (l, n)
 
     y = np.empty_like(x)  # (l, d_in)
     for start in range(0, l, SCAN_CHUNK):
         t = slice(start, start + SCAN_CHUNK)
-        dA = np.exp(dt[t, :, None] * w.A)  # (chunk, d_in, n)
-        hs = (dt[t] * x[t])[:, :, None] * B[t, None, :]  # (chunk, d_in, n): dBx, becomes h per step
+        A_bar = np.exp(delta[t, :, None] * w.A)  # (chunk, d_in, n)
+        hs = (delta[t] * x[t])[:, :, None] * B[t, None, :]  # (chunk, d_in, n): B̄x, becomes h per step
         previous = h
         for i in range(hs.shape[0]):
-            dA[i] *= previous
-            hs[i] += dA[i]  # h_t = dA_t * h_(t-1) + dBx_t
+            A_bar[i] *= previous  # now Ā_t h_(t-1)
+            hs[i] += A_bar[i]  # h_t = Ā_t h_(t-1) + B̄_t x_t
             previous = hs[i]
         h[:] = previous
         y[t] = np.einsum("tin,tn->ti", hs, C[t])  # (chunk, d_in)

@@ -6,6 +6,7 @@ TopPLogitsWarper (https://github.com/huggingface/transformers/blob/main/src/tran
 candle's LogitsProcessor defines temperature, top-k and top-p the same way.
 """
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Optional
@@ -17,6 +18,8 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How the next token is picked from the logits; every field is checked (InputError)."""
+
     temperature: float = 0.8  # 0 means greedy
     top_k: int = 0  # 0 means no limit
     top_p: float = 1.0  # 1 means no nucleus filter
@@ -28,6 +31,8 @@ class SamplingParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise InputError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value!r}")
         checks = (
             (self.temperature >= 0, "temperature must be >= 0"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an integer >= 0"),

@@ -137,3 +137,13 @@ def test_a_prompt_runs_block_by_block_and_can_be_abandoned(model, tokenizer, mon
     session.begin(prompt, 6, temperature=0)
     assert not session.prefill_step()  # abandoned after one block, as a Stop would
     assert run(session, prompt, 6, temperature=0) == expected and not session.prompt_state_reused
+
+
+def test_session_state_is_named_in_init(model, tokenizer):
+    """Every attribute exists from __init__ on; a run only changes values (STYLE rule 13)."""
+    session = Session(model, tokenizer)
+    names = set(vars(session))
+    run(session, "Named state", 4, temperature=0)
+    session.extend(2)
+    session.advance(2)
+    assert set(vars(session)) == names

@@ -1,27 +1,28 @@
-// Models from elsewhere, for worker.js (loaded with importScripts): a base URL (a Hugging Face
-// repository's resolve/main/ URL, or any static folder) or files the user picked on this device.
+// Models from elsewhere (worker side): a folder URL (a Hugging Face repository's resolve/main/ URL,
+// or any static folder) or files the user picked on this device.
 //
-//   planModel(source)          what to fetch and how big it is, BEFORE any weight is downloaded:
-//                              file sizes (HEAD requests, or File.size), an estimate of the float32
-//                              weights from config.json, and the refusal of a model too large for a tab
-//   fetchPlannedFiles(plan, report)   the bytes, from the Cache API when saved there, else downloaded
-//                              (then saved, or kept in memory when the storage quota is short)
+//   planModel(source, describe, signal)   what to fetch and how big it is, BEFORE any weight is
+//                          downloaded: file sizes (HEAD requests, or File.size), what config.json
+//                          describes (Python's plan.describe_config, through `describe`), and the
+//                          refusal of a model too large for a tab
+//   fetchPlannedFiles(plan, count, signal)   the bytes: from the Cache API when saved there, else
+//                          downloaded (and put in the cache, unlisted) or read from the user's files
+//   listSaved(plan, ...) / forgetSaved(base)   the registry entry, written only once the model
+//                          loaded; a model that fails to load is dropped from the cache
 //   listSavedModels(), deleteSavedModel(base)   what the page lists, with a delete button
 //
 // A saved model is used as is, without asking the server again: after one visit it works offline.
 // Local files are read in the worker and never saved or sent anywhere (the user has them).
-// Uses worker.js's download(url, label, expectedSize, onBytes).
-"use strict";
+
+import facts from "./facts.js";
+import { checkedFetch, download, openCache, refusedUrl, unreachable } from "./downloads.js";
 
 const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plus the registry
 // The registry of saved models {base: {name, base, files: [{name, size}], bytes, saved_at}}, kept in
 // the same cache under a URL of this site that is never fetched.
 const REGISTRY_URL = new URL("saved-models/registry.json", self.location.href).href;
 
-const CONFIG_FILE = "config.json";
-const SINGLE_FILE = "model.safetensors";
-const INDEX_FILE = "model.safetensors.index.json";
-const TOKENIZER_FILE = "tokenizer.json";
+const { config: CONFIG_FILE, single: SINGLE_FILE, index: INDEX_FILE, tokenizer: TOKENIZER_FILE } = facts.files;
 
 // wasm32 gives a tab at most 4 GB of WebAssembly memory (Pyodide 0.27 grows to that). The weights are
 // held as float32 (F16/BF16 tensors are upcast one at a time, next to the file bytes, which are dropped
@@ -30,12 +31,21 @@ const TOKENIZER_FILE = "tokenizer.json";
 // mamba-370m (1.5 GB) fits; mamba-790m (3.2 GB) does not.
 const MAX_FLOAT32_WEIGHT_BYTES = 2e9;
 
+const gigabytes = (n) => (n / 1e9).toFixed(1);
+
 // ---- planning: names, sizes and the memory check ----------------------------------------------
 
 // "https://huggingface.co/owner/repo" (a repository page) -> ".../resolve/main/"; a URL of a file
-// in the folder (".../config.json") -> the folder; always with a trailing slash.
-function normalizeBase(text) {
-  const url = new URL(text.trim(), self.location.href);
+// in the folder (".../config.json") -> the folder; always with a trailing slash. Only http(s).
+export function normalizeBase(text) {
+  let url;
+  try {
+    url = new URL(text.trim(), self.location.href);
+  } catch {
+    throw new Error(`"${text}" is not a URL: give a folder's http(s) address.`);
+  }
+  const refusal = refusedUrl(url.href);
+  if (refusal) throw new Error(refusal);
   const hub = url.hostname === "huggingface.co"
     && url.pathname.match(/^\/([^/]+\/[^/]+?)(?:\/(?:tree|blob)\/([^/]+))?\/?$/);
   if (hub) return `${url.origin}/${hub[1]}/resolve/${hub[2] || "main"}/`;
@@ -54,71 +64,36 @@ function nameOfBase(base) {
   return parts.length ? parts[parts.length - 1] : url.host;
 }
 
-// Parameters implied by config.json, in either layout mamba_wasm reads (mamba_wasm/config.py has
-// the real mapping; this only sizes the download and memory before Python has started). null when
-// the file does not say enough.
-function estimateParams(c) {
-  const ssm = c.ssm_cfg || {};
-  const d = c.hidden_size ?? c.d_model;
-  const nLayer = c.num_hidden_layers ?? c.n_layer;
-  let v = c.vocab_size;
-  if (c.hidden_size === undefined && c.pad_vocab_size_multiple) {
-    v = Math.ceil(v / c.pad_vocab_size_multiple) * c.pad_vocab_size_multiple;
-  }
-  if (![d, nLayer, v].every((x) => Number.isInteger(x) && x > 0)) return null;
-  const n = c.state_size ?? ssm.d_state ?? 16;
-  const k = c.conv_kernel ?? ssm.d_conv ?? 4;
-  const dIn = c.intermediate_size ?? (c.expand ?? ssm.expand ?? 2) * d;
-  let r = c.time_step_rank ?? ssm.dt_rank ?? "auto";
-  if (r === "auto") r = Math.ceil(d / 16);
-  const projBias = c.use_bias ?? ssm.bias ?? false;
-  const convBias = c.use_conv_bias ?? ssm.conv_bias ?? true;
-  const tied = c.tie_word_embeddings ?? c.tie_embeddings ?? true;
-  const perLayer = d + 2 * dIn * d + dIn * k + (r + 2 * n) * dIn + dIn * r + dIn + dIn * n + dIn
-    + d * dIn + (projBias ? 2 * dIn + d : 0) + (convBias ? dIn : 0);
-  return v * d + nLayer * perLayer + d + (tied ? 0 : v * d);
-}
-
-const gigabytes = (n) => (n / 1e9).toFixed(1);
-
-// The current load's abort signal (worker.js: Cancel), so planning requests stop with it too.
-const loadSignal = () => (typeof loading !== "undefined" && loading ? loading.controller.signal : undefined);
-
 // Refuse, before downloading, a model whose float32 weights would not fit in the tab.
-function checkFitsInTab(name, nParams, weightFileBytes) {
-  // Without a usable config.json, assume 16-bit files: float32 is twice the file.
-  const float32Bytes = nParams !== null ? 4 * nParams : 2 * weightFileBytes;
-  if (float32Bytes > MAX_FLOAT32_WEIGHT_BYTES) {
-    const params = nParams !== null ? ` (${(nParams / 1e6).toFixed(0)}M parameters)` : "";
-    throw new Error(`${name} is too large for a browser tab: its weights take ${gigabytes(float32Bytes)} GB `
-      + `as float32${params}, and this page holds at most ${gigabytes(MAX_FLOAT32_WEIGHT_BYTES)} GB of `
+function checkFitsInTab(name, description) {
+  if (description.float32_bytes > MAX_FLOAT32_WEIGHT_BYTES) {
+    throw new Error(`${name} is too large for a browser tab: its weights take `
+      + `${gigabytes(description.float32_bytes)} GB as float32 (${(description.n_params / 1e6).toFixed(0)}M `
+      + `parameters), and this page holds at most ${gigabytes(MAX_FLOAT32_WEIGHT_BYTES)} GB of `
       + "weights (a tab's WebAssembly memory is 4 GB at most, and loading needs room for the file "
       + "too). Nothing was downloaded. Pick a smaller model, such as mamba-130m-hf or mamba-370m-hf.");
   }
-  return float32Bytes;
 }
 
-async function headSize(url) {
+async function headSize(url, signal) {
   let response;
   try {
-    response = await fetch(url, { method: "HEAD", cache: "no-cache", signal: loadSignal() });
+    response = await checkedFetch(url, { method: "HEAD", cache: "no-cache", signal });
   } catch (e) {
     if (e.name === "AbortError") throw e;
-    throw new Error(`${url}: cannot reach it (${e.message}). The server must allow cross-origin `
-      + "requests (CORS) for the page to read it.");
+    throw new Error(unreachable(url, e));
   }
   if (!response.ok) return { ok: false, status: response.status, size: 0 };
   return { ok: true, status: response.status, size: Number(response.headers.get("Content-Length")) || 0 };
 }
 
-async function fetchSmall(url, what) {
+async function fetchSmall(url, what, signal) {
   let response;
   try {
-    response = await fetch(url, { cache: "no-cache", signal: loadSignal() });
+    response = await checkedFetch(url, { cache: "no-cache", signal });
   } catch (e) {
     if (e.name === "AbortError") throw e;
-    throw new Error(`${url}: cannot reach it (${e.message}). Check the URL; the server must allow `
-      + "cross-origin requests (CORS).");
+    throw new Error(unreachable(url, e));
   }
   if (!response.ok) {
     throw new Error(`${url}: the server answered HTTP ${response.status}; is this a folder with ${what}?`);
@@ -146,32 +121,35 @@ function shardNames(indexBytes, label) {
 }
 
 // The plan: {kind: "url" | "files", name, base, files: [{name, size}], download_bytes, saved,
-// n_params_estimate, float32_bytes}, plus what is already in hand (bytes of small files, File objects).
-async function planModel(source) {
-  return source.local ? planLocalFiles(source.local) : planUrl(normalizeBase(source.base));
+// description (plan.describe_config's)}, plus what is already in hand (bytes of small files, File
+// objects). describe(configBytes, label) is Python's description of config.json: it raises for a
+// config that is not a model the package reads, before anything large is fetched.
+export async function planModel(source, describe, signal) {
+  return source.local ? planLocalFiles(source.local, describe)
+    : planUrl(normalizeBase(source.base), describe, signal);
 }
 
-async function planUrl(base) {
+async function planUrl(base, describe, signal) {
   const name = nameOfBase(base);
   const saved = (await readRegistry())[base];
   if (saved && await allSaved(base, saved.files)) {  // no network at all: works offline
-    const config = parseJson(await savedBytes(base, CONFIG_FILE), `${name}/${CONFIG_FILE}`);
-    const nParams = estimateParams(config);
-    const weightBytes = saved.files.filter((f) => !f.name.endsWith(".json")).reduce((s, f) => s + f.size, 0);
+    const description = describe(await savedBytes(base, CONFIG_FILE), `${name}/${CONFIG_FILE}`);
+    checkFitsInTab(name, description);
     return { kind: "url", name, base, files: saved.files, download_bytes: 0, saved: true,
-      n_params_estimate: nParams, float32_bytes: checkFitsInTab(name, nParams, weightBytes), inHand: new Map() };
+      description, inHand: new Map() };
   }
   const inHand = new Map();  // small files read while planning: not fetched twice
-  inHand.set(CONFIG_FILE, await fetchSmall(base + CONFIG_FILE, CONFIG_FILE));
-  const config = parseJson(inHand.get(CONFIG_FILE), `${name}/${CONFIG_FILE}`);
+  inHand.set(CONFIG_FILE, await fetchSmall(base + CONFIG_FILE, CONFIG_FILE, signal));
+  const description = describe(inHand.get(CONFIG_FILE), `${name}/${CONFIG_FILE}`);
+  checkFitsInTab(name, description);
   const files = [{ name: CONFIG_FILE, size: inHand.get(CONFIG_FILE).length }];
-  const single = await headSize(base + SINGLE_FILE);
+  const single = await headSize(base + SINGLE_FILE, signal);
   if (single.ok) {
     files.push({ name: SINGLE_FILE, size: single.size });
   } else {
     let indexBytes;
     try {
-      indexBytes = await fetchSmall(base + INDEX_FILE, INDEX_FILE);
+      indexBytes = await fetchSmall(base + INDEX_FILE, INDEX_FILE, signal);
     } catch (e) {
       if (e.name === "AbortError") throw e;
       throw new Error(`${base}: found neither ${SINGLE_FILE} (HTTP ${single.status}) nor ${INDEX_FILE}.`);
@@ -179,28 +157,25 @@ async function planUrl(base) {
     inHand.set(INDEX_FILE, indexBytes);
     files.push({ name: INDEX_FILE, size: indexBytes.length });
     const shards = shardNames(indexBytes, `${name}/${INDEX_FILE}`);
-    const heads = await Promise.all(shards.map((shard) => headSize(base + shard)));
+    const heads = await Promise.all(shards.map((shard) => headSize(base + shard, signal)));
     heads.forEach((head, i) => {
       if (!head.ok) throw new Error(`${base + shards[i]}: the server answered HTTP ${head.status} (a shard listed in ${INDEX_FILE}).`);
       files.push({ name: shards[i], size: head.size });
     });
   }
-  const tokenizer = await headSize(base + TOKENIZER_FILE);
+  const tokenizer = await headSize(base + TOKENIZER_FILE, signal);
   if (!tokenizer.ok) {
     throw new Error(`${base + TOKENIZER_FILE}: the server answered HTTP ${tokenizer.status}; the page `
       + "needs the model's tokenizer.json (a byte-level BPE, as GPT-NeoX's).");
   }
   files.push({ name: TOKENIZER_FILE, size: tokenizer.size });
-  const nParams = estimateParams(config);
-  const weightBytes = files.filter((f) => !f.name.endsWith(".json")).reduce((s, f) => s + f.size, 0);
-  const float32Bytes = checkFitsInTab(name, nParams, weightBytes);
-  return { kind: "url", name, base, files, saved: false, n_params_estimate: nParams,
-    download_bytes: files.reduce((s, f) => s + f.size, 0), float32_bytes: float32Bytes, inHand };
+  return { kind: "url", name, base, files, saved: false, description,
+    download_bytes: files.reduce((s, f) => s + f.size, 0), inHand };
 }
 
-async function planLocalFiles(fileList) {
+async function planLocalFiles(fileList, describe) {
   const byName = new Map(Array.from(fileList, (file) => [file.name, file]));
-  const missing = (file) => new Error(`The chosen files have no ${file}. Choose config.json, `
+  const missing = (file) => new Error(`The chosen files have no ${file}. Choose ${CONFIG_FILE}, `
     + `${SINGLE_FILE} (or ${INDEX_FILE} and its shards) and ${TOKENIZER_FILE} together.`);
   if (!byName.has(CONFIG_FILE)) throw missing(CONFIG_FILE);
   if (!byName.has(TOKENIZER_FILE)) throw missing(TOKENIZER_FILE);
@@ -208,6 +183,8 @@ async function planLocalFiles(fileList) {
   const config = parseJson(configBytes, CONFIG_FILE);
   const root = (byName.get(CONFIG_FILE).webkitRelativePath || "").split("/")[0];
   const name = root || (typeof config._name_or_path === "string" && config._name_or_path) || "local model";
+  const description = describe(configBytes, `${name}/${CONFIG_FILE}`);
+  checkFitsInTab(name, description);
   const wanted = [CONFIG_FILE, TOKENIZER_FILE];
   if (byName.has(SINGLE_FILE)) {
     wanted.push(SINGLE_FILE);
@@ -221,54 +198,55 @@ async function planLocalFiles(fileList) {
     throw missing(SINGLE_FILE);
   }
   const files = wanted.map((file) => ({ name: file, size: byName.get(file).size }));
-  const nParams = estimateParams(config);
-  const weightBytes = files.filter((f) => !f.name.endsWith(".json")).reduce((s, f) => s + f.size, 0);
-  return { kind: "files", name, base: null, files, saved: false, download_bytes: 0,
-    n_params_estimate: nParams, float32_bytes: checkFitsInTab(name, nParams, weightBytes),
+  return { kind: "files", name, base: null, files, saved: false, download_bytes: 0, description,
     localFiles: byName };
 }
 
 // What the page is told before anything large is fetched.
-function planSummary(plan) {
-  const { kind, name, base, files, download_bytes, saved, n_params_estimate, float32_bytes } = plan;
-  return { kind, name, base, files, download_bytes, saved, n_params_estimate, float32_bytes,
+export function planSummary(plan) {
+  const { kind, name, base, files, download_bytes, saved, description } = plan;
+  return { kind, name, base, files, download_bytes, saved, description,
     total_bytes: files.reduce((s, f) => s + f.size, 0) };
+}
+
+export function planProgressText(plan) {
+  if (plan.kind === "files") return `Reading your files for ${plan.name}…`;
+  if (plan.saved) return `Reading ${plan.name} from this browser's storage…`;
+  return `Downloading ${plan.name} (${(plan.download_bytes / 1e6).toFixed(1)} MB)…`;
 }
 
 // ---- the bytes: saved, downloaded or read from the user's files -------------------------------
 
-// {files: Map name -> Uint8Array, storage: {saved: bool, note}}.
-async function fetchPlannedFiles(plan, report) {
+// {files: Map name -> Uint8Array, storage: {saved: bool, note}}. Downloaded files go into the
+// cache as they are, but the model is listed as saved only once it loaded (listSaved).
+export async function fetchPlannedFiles(plan, count, signal) {
   const files = new Map();
   if (plan.kind === "files") {
     for (const { name } of plan.files) {
       files.set(name, new Uint8Array(await plan.localFiles.get(name).arrayBuffer()));
-      report(files.get(name).length);
+      count(files.get(name).length);
     }
     return { files, storage: { saved: false, note: "read from your files; not uploaded or saved" } };
   }
   if (plan.saved) {
     for (const { name } of plan.files) {
       files.set(name, await savedBytes(plan.base, name));
-      report(files.get(name).length);
+      count(files.get(name).length);
     }
     return { files, storage: { saved: true, note: "from this browser's storage; nothing downloaded" } };
   }
   await Promise.all(plan.files.map(async ({ name, size }) => {
     let bytes = plan.inHand.get(name);
-    if (bytes) report(bytes.length);
-    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, report);
+    if (bytes) count(bytes.length);
+    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, count, signal);
     files.set(name, bytes);
   }));
-  return { files, storage: await saveModel(plan, files) };
+  plan.files = plan.files.map(({ name }) => ({ name, size: files.get(name).length }));  // HEAD may not say
+  return { files, storage: await cacheFiles(plan, files) };
 }
 
 async function openModelCache() {
-  try {
-    return self.caches ? await caches.open(MODEL_CACHE_NAME) : null;
-  } catch {
-    return null;
-  }
+  return openCache(MODEL_CACHE_NAME);
 }
 
 async function readRegistry() {
@@ -301,13 +279,13 @@ async function savedBytes(base, name) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-// Save every file, then the registry entry (so a half-saved model is never listed). Short of quota,
-// nothing is saved: the model stays in memory for this visit, and the page says so.
-async function saveModel(plan, files) {
+// Put every file in the cache (not yet listed: see listSaved). Short of quota, nothing is kept:
+// the model stays in memory for this visit, and the page says so.
+async function cacheFiles(plan, files) {
   const cache = await openModelCache();
   if (!cache) return { saved: false, note: "not saved: this browser offers no storage here; kept in memory for this visit" };
   const bytes = plan.files.reduce((s, f) => s + files.get(f.name).length, 0);
-  const shortOfQuota = { saved: false, note: `not saved: the browser's storage quota is too small for `
+  const shortOfQuota = { saved: false, note: "not saved: the browser's storage quota is too small for "
     + `${gigabytes(bytes)} GB; kept in memory for this visit` };
   try {
     const { quota, usage } = await navigator.storage.estimate();
@@ -317,36 +295,50 @@ async function saveModel(plan, files) {
   }
   try {
     for (const { name } of plan.files) await cache.put(plan.base + name, new Response(files.get(name)));
-    const registry = await readRegistry();
-    registry[plan.base] = { name: plan.name, base: plan.base, bytes, saved_at: Date.now(),
-      files: plan.files.map(({ name }) => ({ name, size: files.get(name).length })) };
-    await writeRegistry(cache, registry);
     return { saved: true, note: "saved in this browser for the next visit" };
   } catch (e) {
-    for (const { name } of plan.files) await cache.delete(plan.base + name).catch(() => {});
+    await dropFiles(cache, plan.base, plan.files);
     if (e && e.name === "QuotaExceededError") return shortOfQuota;
     return { saved: false, note: `not saved (${e.message}); kept in memory for this visit` };
   }
 }
 
+async function dropFiles(cache, base, files) {
+  for (const { name } of files) await cache.delete(base + name).catch(() => {});
+}
+
+// The model of `plan` loaded: list it as saved (its files are in the cache already).
+export async function listSaved(plan) {
+  const cache = await openModelCache();
+  const registry = await readRegistry();
+  registry[plan.base] = { name: plan.name, base: plan.base, saved_at: Date.now(),
+    bytes: plan.files.reduce((s, f) => s + f.size, 0), files: plan.files };
+  await writeRegistry(cache, registry);
+}
+
+// The model of `plan` failed to load: drop its files, and its registry entry if an earlier visit
+// saved it. True when something saved was dropped.
+export async function forgetSaved(plan) {
+  if (plan.kind !== "url") return false;
+  const cache = await openModelCache();
+  if (!cache) return false;
+  await dropFiles(cache, plan.base, plan.files);
+  if (!plan.saved) return false;
+  await deleteSavedModel(plan.base);
+  return true;
+}
+
 // [{name, base, bytes, files, saved_at}], newest first.
-async function listSavedModels() {
+export async function listSavedModels() {
   return Object.values(await readRegistry()).sort((a, b) => b.saved_at - a.saved_at);
 }
 
-async function deleteSavedModel(base) {
+export async function deleteSavedModel(base) {
   const cache = await openModelCache();
   if (!cache) return;
   const registry = await readRegistry();
   const entry = registry[base];
   delete registry[base];
   await writeRegistry(cache, registry);
-  for (const { name } of entry ? entry.files : []) await cache.delete(base + name);
-}
-
-function modelProgressText(name, plan) {
-  if (plan === null) return `Downloading ${name}…`;
-  if (plan.kind === "files") return `Reading your files for ${name}…`;
-  if (plan.saved) return `Reading ${name} from this browser's storage…`;
-  return `Downloading ${name} (${(plan.download_bytes / 1e6).toFixed(1)} MB)…`;
+  await dropFiles(cache, base, entry ? entry.files : []);
 }

@@ -156,12 +156,36 @@ def browser():
         browser.close()
 
 
+# Run in every page before its own scripts: keeps each Worker the page makes (so a test can
+# terminate it) and records every message between page and worker, both directions, for
+# Site.protocol_problems (web/protocol.js checks them).
+RECORD_WORKERS_JS = """
+(() => {
+  const record = { traffic: [], workers: [] };
+  Object.defineProperty(window, "__mambaTest", { value: record });
+  const NativeWorker = window.Worker;
+  window.Worker = class extends NativeWorker {
+    constructor(...args) {
+      super(...args);
+      record.workers.push(this);
+      this.addEventListener("message", (e) => record.traffic.push({ direction: "to-page", msg: e.data }));
+    }
+    postMessage(msg, ...rest) {
+      record.traffic.push({ direction: "to-worker", msg });
+      return super.postMessage(msg, ...rest);
+    }
+  };
+})();
+"""
+
+
 class Site:
     """One browser context (its own Cache API storage) and page, with every request recorded."""
 
-    def __init__(self, browser, base_url):
+    def __init__(self, browser, base_url, viewport=(1280, 800)):
         self.base_url = base_url
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        self.context.add_init_script(RECORD_WORKERS_JS)
         self.requests = []
         self.context.on("request", lambda request: self.requests.append(request.url))
         self.page = self.context.new_page()
@@ -221,8 +245,25 @@ class Site:
             return true;
         }""")
 
+    def traffic(self):
+        """Every message between page and worker since the page loaded: [{direction, type}]."""
+        return self.page.evaluate("window.__mambaTest.traffic.map((t) => ({direction: t.direction, "
+                                  "type: t.msg && t.msg.type}))")
+
+    def protocol_problems(self):
+        """What web/protocol.js finds wrong with the messages recorded since the page loaded."""
+        return self.page.evaluate("""async () => {
+            const { problems } = await import(new URL('protocol.js', location.href).href);
+            return window.__mambaTest.traffic.flatMap((t) => problems(t.direction, t.msg));
+        }""")
+
     def close(self):
-        self.context.close()
+        """Close, after checking that every message sent followed the protocol."""
+        try:
+            found = [] if self.page.is_closed() else self.protocol_problems()
+        finally:
+            self.context.close()
+        assert not found, f"messages outside web/protocol.js: {found[:10]}"
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +283,8 @@ def new_site(browser, server):
     """A fresh browser context for tests that need their own (nothing cached)."""
     sites = []
 
-    def make(base_url=server):
-        sites.append(Site(browser, base_url))
+    def make(base_url=server, viewport=(1280, 800)):
+        sites.append(Site(browser, base_url, viewport))
         return sites[-1]
 
     yield make

@@ -1,0 +1,30 @@
+"""What a checkpoint is, from its config.json alone: what the page shows before downloading it.
+
+The web worker calls `describe_config` as soon as it has config.json (Python has started by then),
+so the parameter count, the float32 size and the state size come from the same config mapping that
+loads the model (config.py), for every architecture the package reads, with no copy in JavaScript.
+"""
+
+from .config import config_from_json
+
+TOKENIZER_FILE = "tokenizer.json"  # beside config.json: the page fetches it with the weights
+
+
+def describe_config(text, source="config.json"):
+    """config.json (str or bytes) -> describe(its config). Raises ConfigError naming `source` when
+    the file is not a config we read."""
+    return describe(config_from_json(text, source))
+
+
+def describe(config):
+    """A plain dict of JSON numbers and strings (it crosses to JavaScript) of what `config` is."""
+    n_params = config.n_params()
+    return {
+        "architecture": config.architecture,
+        "n_params": n_params,
+        "float32_bytes": 4 * n_params,
+        "state_nbytes": config.state_nbytes(),
+        "vocab_size": config.vocab_size,
+        "n_layer": config.n_layer,
+        "d_model": config.d_model,
+    }

@@ -1,0 +1,153 @@
+// A load request (worker side), as one sequence of phases, each announced once:
+//   download  the runtime files (when Python has not started) and a site model's files, verified
+//   python, numpy, package   Python starts (runtime.js), once per worker
+//   plan      a URL's or the user's model: config.json described by Python, sizes, memory check
+//   fetch     that model's files: downloaded, read from this browser's storage or the user's files
+//   model     the files become a Python model and tokenizer
+// A site model comes verified through manifest.json; a model from elsewhere through model-store.js.
+
+import { download, fetchManifest, fetchVerified, manifestPath, progressCounter } from "./downloads.js";
+import { LoadedModel } from "./generation.js";
+import {
+  fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary,
+} from "./model-store.js";
+import facts from "./facts.js";
+import { describeConfig, describeError, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
+
+// What the worker holds between requests: the manifest, the runtime once Python started, the model.
+export class WorkerState {
+  constructor() {
+    this.manifest = null;
+    this.runtime = null;
+    this.loaded = null;  // a LoadedModel
+  }
+}
+
+// Load msg.model into `state` (replacing the model it had only once the new one loaded).
+// send(type, fields) posts to the page; signal aborts the downloads (the page's Cancel).
+export async function load(state, msg, send, signal) {
+  const startedAt = performance.now();
+  const timings = {};  // milliseconds of each phase, for the page and the benchmarks
+  let lapStart = startedAt;
+  const lap = (name) => {
+    const now = performance.now();
+    timings[name] = now - lapStart;
+    lapStart = now;
+  };
+  const busy = (phase, text) => send("progress", { id: msg.id, phase, text, loaded: 0, total: 0 });
+  const counter = (phase, text, total) => progressCounter(
+    (loaded, sum) => send("progress", { id: msg.id, phase, text, loaded, total: sum }), total);
+
+  if (state.manifest === null) state.manifest = await fetchManifest();
+  const { manifest } = state;
+  const siteModel = Boolean(msg.model.files);
+  const siteUrls = siteModel ? msg.model.files.map((file) => new URL(file, msg.model.base).href) : [];
+
+  // download: the runtime (first load only) and a site model's files, under one byte count. A
+  // site model's file the manifest does not list (an edited models/index.json) is fetched unverified.
+  const runtimeFiles = state.runtime === null ? runtimePaths(manifest) : [];
+  const listed = siteUrls.map((url) => manifestPath(manifest, url));
+  const bytes = new Map();
+  const siteBytes = new Map();
+  if (runtimeFiles.length || siteModel) {
+    const total = [...runtimeFiles, ...listed].reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
+    const text = state.runtime === null
+      ? `Downloading Python, NumPy${siteModel ? " and the model" : ""}…`
+      : `Downloading ${msg.model.name}…`;
+    const count = counter("download", text, total);
+    count(0);
+    await Promise.all([
+      ...runtimeFiles.map(async (path) => bytes.set(path, await fetchVerified(manifest, path, count, signal))),
+      ...siteUrls.map(async (url, i) => siteBytes.set(msg.model.files[i], listed[i]
+        ? await fetchVerified(manifest, listed[i], count, signal)
+        : await download(url, url, 0, count, signal))),
+    ]);
+    lap("download_ms");
+  }
+  if (state.runtime === null) {
+    state.runtime = await startRuntime(manifest, bytes, busy, lap);
+  }
+  const { runtime } = state;
+
+  let name = msg.model.name;
+  let plan = null;
+  let byName;
+  let storage = null;
+  if (siteModel) {
+    byName = siteBytes;
+  } else {
+    busy("plan", `Reading ${name}'s config.json…`);
+    plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
+      signal);
+    name = plan.name;
+    lap("plan_ms");
+    send("plan", { id: msg.id, plan: planSummary(plan) });
+    const count = counter("fetch", planProgressText(plan), plan.files.reduce((s, f) => s + f.size, 0));
+    count(0);
+    ({ files: byName, storage } = await fetchPlannedFiles(plan, count, signal));
+    lap("fetch_ms");
+  }
+  bytes.clear();
+
+  signal.throwIfAborted();  // Cancel came after the last byte
+  busy("model", `Reading ${name}…`);
+  let model;
+  try {
+    model = readModel(runtime, name, byName);
+  } catch (error) {
+    if (plan && await forgetSaved(plan)) {
+      throw new Error(`${describeError(runtime, error)} (It was saved in this browser by an earlier `
+        + "visit: it has been removed.)");
+    }
+    throw error;
+  }
+  if (plan && plan.kind === "url" && !plan.saved && storage.saved) await listSaved(plan);
+  if (state.loaded) state.loaded.release();
+  state.loaded = model;
+  lap("model_ms");
+  send("ready", {
+    id: msg.id,
+    model: { name, ...describeLoaded(runtime, model) },
+    source: plan ? { kind: plan.kind, base: plan.base, download_bytes: plan.download_bytes, ...storage }
+      : { kind: "site" },
+    elapsed_ms: performance.now() - startedAt,
+    timings,
+  });
+}
+
+// byName (file name -> bytes, emptied here: the bytes move into the WASM heap, one copy, not
+// two) as a LoadedModel.
+function readModel(runtime, name, byName) {
+  const { py } = runtime;
+  const tokenizerBytes = byName.get(facts.files.tokenizer);
+  if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no ${facts.files.tokenizer}.`);
+  byName.delete(facts.files.tokenizer);
+  const pyFiles = toPythonFiles(runtime, byName);
+  byName.clear();
+  let model = null;
+  let tokenizer = null;
+  try {
+    model = py.loadModelFromFiles.callKwargs(pyFiles, { source: name });
+    tokenizer = py.tokenizerFromJson.callKwargs(new TextDecoder().decode(tokenizerBytes),
+      { source: `${name}/${facts.files.tokenizer}` });
+  } catch (e) {
+    if (model) model.destroy();
+    throw e;
+  } finally {
+    pyFiles.destroy();
+  }
+  return new LoadedModel(name, model, tokenizer, py.Session(model, tokenizer));
+}
+
+// plan.describe of the loaded model's config, and the config itself ({field: value}).
+function describeLoaded(runtime, loaded) {
+  const config = loaded.model.config;
+  const description = runtime.py.describe(config);
+  const configDict = config.to_dict();
+  try {
+    return { ...description.toJs({ dict_converter: Object.fromEntries }),
+      config: configDict.toJs({ dict_converter: Object.fromEntries }) };
+  } finally {
+    for (const proxy of [configDict, description, config]) proxy.destroy();
+  }
+}

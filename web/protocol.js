@@ -1,0 +1,128 @@
+// The page <-> worker protocol: every message and its fields, in one place. Both sides import this
+// module and send through `post`, which refuses a message or a field not listed here; tests record
+// all traffic in both directions and run `problems` over it (tests/e2e/test_protocol.py).
+//
+// A field's spec is a type name ("string", "number", "boolean", "object": any plain object,
+// "array", "any"), optionally "|null" (may be null) and a trailing "?" (may be absent), or an object
+// of field specs for a nested record. Every request carries an `id`; each answer carries the `id`
+// of the request it answers (`alive` answers nothing).
+
+const ID = "number";
+
+// Sampling settings of a generation (SamplingParams' fields, plus the length and the seed).
+const PARAMS = {
+  max_new_tokens: "number", temperature: "number", top_k: "number", top_p: "number",
+  repetition_penalty: "number", seed: "number",
+  stop_at_eos: "boolean?",  // false: an end-of-text token is generated like any other (benchmarks)
+};
+
+// What a checkpoint is, as plan.py's describe_config says before anything large is fetched.
+const DESCRIPTION = {
+  architecture: "string", n_params: "number", float32_bytes: "number", state_nbytes: "number",
+  vocab_size: "number", n_layer: "number", d_model: "number",
+};
+
+export const TO_WORKER = {
+  // A model of this site ({name, base, files}), a folder URL ({name, base}) or the user's files
+  // ({name, local}). The worker starts Python when needed, plans, fetches and loads it.
+  load: { id: ID, model: { name: "string", base: "string?", files: "array?", local: "array?" } },
+  generate: { id: ID, prompt: "string", params: PARAMS },
+  continue: { id: ID, more_tokens: "number" },  // resume the latest generation where it ended
+  stop: { id: ID },  // the id of the generate/continue request: honoured before the next token
+  cancel: { id: ID },  // the id of the load request: aborts its downloads, the old model stays
+  "saved-list": { id: ID },  // answered at once by `saved`
+  "saved-delete": { id: ID, base: "string" },  // forget a saved model; answered by `saved`
+};
+
+export const TO_PAGE = {
+  // Loading phases, each sent once when it begins (`phase`), with bytes of total while
+  // downloading (total 0: busy, no byte count).
+  progress: { id: ID, phase: "string", text: "string", loaded: "number", total: "number" },
+  // Before a URL's or the user's model is fetched: what it takes (download_bytes 0 when saved).
+  plan: {
+    id: ID,
+    plan: {
+      kind: "string", name: "string", base: "string|null", files: "array", download_bytes: "number",
+      total_bytes: "number", saved: "boolean", description: DESCRIPTION,
+    },
+  },
+  ready: {
+    id: ID,
+    model: { name: "string", ...DESCRIPTION, config: "object" },
+    source: { kind: "string", base: "string|null?", download_bytes: "number?", saved: "boolean?",
+      note: "string?" },
+    elapsed_ms: "number",
+    timings: "object",  // {phase name: milliseconds}
+  },
+  started: { id: ID, n_prompt: "number", prefill_ms: "number", prompt_state_reused: "boolean",
+    state_nbytes: "number", continued: "boolean" },
+  token: { id: ID, text: "string", n_generated: "number", tokens_per_second: "number",
+    wasm_heap_bytes: "number" },
+  // tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens);
+  // python_objects: objects the Python GC tracks, to spot leaks (an undestroyed PyProxy).
+  done: { id: ID, reason: "string", text: "string", n_generated: "number",
+    tokens_per_second: "number", wasm_heap_bytes: "number", tokens_after_stop: "number|null",
+    python_objects: "number" },
+  error: { id: ID, during: "string", message: "string" },
+  cancelled: { id: ID, during: "string" },  // a load ended by cancel; nothing changed
+  saved: { id: ID, models: "array", message: "string?" },  // the models saved in this browser
+  // Sent once (no id) when the worker holds the Web Lock named by its Worker name: the page then
+  // waits on that lock and so learns at once when the worker dies.
+  alive: {},
+};
+
+const DIRECTIONS = { "to-worker": TO_WORKER, "to-page": TO_PAGE };
+
+function typeMatches(value, type) {
+  if (type === "any") return true;
+  if (type === "array") return Array.isArray(value);
+  if (type === "object") return value !== null && typeof value === "object" && !Array.isArray(value);
+  return typeof value === type;
+}
+
+function fieldProblems(record, spec, where) {
+  if (record === null || typeof record !== "object" || Array.isArray(record)) {
+    return [`${where}: expected an object`];
+  }
+  const problems = [];
+  for (const key of Object.keys(record)) {
+    if (!(key in spec)) problems.push(`${where}.${key}: not in the protocol`);
+  }
+  for (const [key, fieldSpec] of Object.entries(spec)) {
+    const value = record[key];
+    if (typeof fieldSpec === "object") {
+      if (value === undefined) problems.push(`${where}.${key}: missing`);
+      else problems.push(...fieldProblems(value, fieldSpec, `${where}.${key}`));
+      continue;
+    }
+    const optional = fieldSpec.endsWith("?");
+    const [type, nullable] = fieldSpec.replace(/\?$/, "").split("|");
+    if (value === undefined) {
+      if (!optional) problems.push(`${where}.${key}: missing`);
+    } else if (!(value === null ? nullable === "null" : typeMatches(value, type))) {
+      problems.push(`${where}.${key}: ${JSON.stringify(value)?.slice(0, 40)} is not ${fieldSpec}`);
+    }
+  }
+  return problems;
+}
+
+// What is wrong with `msg` sent in `direction` ("to-worker" or "to-page"): [] when it follows the
+// protocol.
+export function problems(direction, msg) {
+  const messages = DIRECTIONS[direction];
+  if (!msg || typeof msg.type !== "string" || !Object.hasOwn(messages, msg.type)) {
+    return [`${direction}: message type ${JSON.stringify(msg && msg.type)} is not in the protocol`];
+  }
+  const { type, ...fields } = msg;
+  return fieldProblems(fields, messages[type], `${direction} ${type}`);
+}
+
+export class ProtocolError extends Error {}
+
+// Send {type, ...fields} to `target` (a Worker, or the worker's global scope), checked first.
+export function post(target, direction, type, fields = {}) {
+  const msg = { type, ...fields };
+  const found = problems(direction, msg);
+  if (found.length) throw new ProtocolError(found.join("; "));
+  target.postMessage(msg);
+}

@@ -1,0 +1,50 @@
+// The page's side of the worker (main thread): starts the module worker, numbers requests, checks
+// every message both ways against protocol.js, and learns at once when the worker dies.
+
+import { post, problems } from "./protocol.js";
+
+export class WorkerClient {
+  // handlers: {message type: (msg) => void} for messages from the worker; onDeath(reason) once, when
+  // the worker is gone (terminated, crashed, or killed by the browser for memory).
+  constructor(handlers, onDeath) {
+    this.handlers = handlers;
+    this.onDeath = onDeath;
+    this.nextId = 1;
+    this.dead = false;
+    // The worker holds a Web Lock named after it for its whole life (worker.js, liveness).
+    this.name = `mamba-wasm-worker-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    this.worker = new Worker(new URL("worker.js", import.meta.url), { type: "module", name: this.name });
+    this.worker.onmessage = (event) => this.receive(event.data);
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      this.died(`The worker failed: ${event.message || "unknown error"}. Reload the page to start again.`);
+    };
+  }
+
+  // Send a request; its id.
+  request(type, fields = {}) {
+    const id = this.nextId++;
+    post(this.worker, "to-worker", type, { id, ...fields });
+    return id;
+  }
+
+  receive(msg) {
+    const wrong = problems("to-page", msg);
+    if (wrong.length) {
+      console.error(`protocol: ${wrong.join("; ")}`);
+      return;
+    }
+    if (msg.type === "alive") {
+      if (navigator.locks) navigator.locks.request(this.name, () => this.died());  // granted when it dies
+      return;
+    }
+    this.handlers[msg.type](msg);
+  }
+
+  died(message = "The worker running Python stopped (the browser may have run out of memory, or it "
+    + "crashed). Reload the page to start again.") {
+    if (this.dead) return;
+    this.dead = true;
+    this.onDeath(message);
+  }
+}
