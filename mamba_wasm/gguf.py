@@ -58,7 +58,7 @@ class GGUFTensor:
     name: str
     ggml_type: GGMLType  # how the numbers are stored: F32, Q8_0, ...
     shape: tuple  # NumPy order: GGUF's dims reversed
-    data: np.ndarray  # uint8, exactly the tensor's bytes (a view of the file's buffer)
+    data: np.ndarray  # uint8, exactly the tensor's bytes (a view of the file's buffer); None if header_only
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class GGUFFile:
     source: str
     version: int
     alignment: int
+    data_start: int  # where the tensor data begin: the bytes a header_only read needs
     metadata: dict  # key -> int | float | bool | str | list of str | 1-D NumPy array of numbers
     tensors: dict  # name -> GGUFTensor, in file order
 
@@ -116,8 +117,12 @@ class _Cursor:
         return value
 
 
-def read_gguf(buffer, source="model.gguf"):
-    """Parse `buffer` (bytes, bytearray or memoryview) into a GGUFFile; `source` names it in errors."""
+def read_gguf(buffer, source="model.gguf", header_only=False):
+    """Parse `buffer` (bytes, bytearray or memoryview) into a GGUFFile; `source` names it in errors.
+
+    With header_only, `buffer` may be the file's first bytes only (through its tensor table: a
+    page can learn what a file holds before downloading it); tensors then have no data.
+    """
     data = memoryview(buffer).cast("B")
     cursor = _Cursor(data, source)
     magic = bytes(cursor.take(4, "the magic number"))
@@ -148,6 +153,9 @@ def read_gguf(buffer, source="model.gguf"):
             raise GGUFError(f"{source}: tensor {name!r} appears twice")
         if offset % alignment:
             raise GGUFError(f"{source}: tensor {name!r}: offset {offset} is not a multiple of the alignment {alignment}")
+        if header_only:
+            tensors[name] = GGUFTensor(name, ggml_type, shape, None)
+            continue
         if offset + size > len(body):
             raise GGUFError(
                 f"{source}: tensor {name!r}: bytes {offset}-{offset + size} of the data section run past its "
@@ -155,7 +163,8 @@ def read_gguf(buffer, source="model.gguf"):
             )
         tensors[name] = GGUFTensor(name, ggml_type, shape, body[offset : offset + size])
     _check_no_overlap(infos, source)
-    return GGUFFile(source=source, version=version, alignment=alignment, metadata=metadata, tensors=tensors)
+    return GGUFFile(source=source, version=version, alignment=alignment, data_start=data_start, metadata=metadata,
+                    tensors=tensors)
 
 
 def _value(cursor, type_id, key):

@@ -126,6 +126,11 @@ def read_gguf_checkpoint(path):
     """{config.json, model.safetensors} in HF layout, float32, from a .gguf file (see the docstring)."""
     model = load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
     config, weights = model.config, model.weights
+    if config.architecture != "Mamba-1":
+        raise ConversionError(
+            f"{path}: a {config.architecture} file; add-model converts Mamba-1 .gguf files only "
+            "(load_model reads this one directly)"
+        )
     tensors = {EMBEDDING_KEY["hf"]: weights.embedding, NORM_F_KEY: weights.norm_f}
     if not config.tie_embeddings:
         tensors[LM_HEAD_KEY] = weights.lm_head

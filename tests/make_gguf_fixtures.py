@@ -60,6 +60,8 @@ CASES = {
     "original_layout": ["F16"],
     "f16_sharded": ["F16"],
     "bf16": ["BF16"],
+    "mamba2_hf_groups_bias": ["F32"],
+    "mamba2_hf_untied": ["Q8_0"],
 }
 MERGES_KEPT = 64
 CONVERTER_TYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}

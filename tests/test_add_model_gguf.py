@@ -63,3 +63,8 @@ def test_build_py_add_model_takes_a_gguf_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "registered 'from-gguf'" in result.stdout
     assert load_model(str(tmp_path / "from-gguf")).config.vocab_size == 64
+
+
+def test_a_mamba2_file_is_refused_by_name(tmp_path):
+    with pytest.raises(add_model.ConversionError, match="a Mamba-2 file; add-model converts Mamba-1 .gguf files only"):
+        add_model.add_model(os.path.join(GGUF_DIR, "mamba2_hf_untied-Q8_0.gguf"), str(tmp_path), log=lambda message: None)

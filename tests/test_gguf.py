@@ -26,6 +26,7 @@ import pytest
 import mamba_wasm
 from mamba_wasm import Tokenizer, load_model, load_model_from_files
 from mamba_wasm.gguf import read_gguf
+from mamba_wasm.plan import describe_gguf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GGUF_DIR = os.path.join(HERE, "fixtures", "gguf")
@@ -46,6 +47,9 @@ LAYER_FIELDS = {
     "ssm_dt.weight": "dt_proj", "ssm_dt.bias": "dt_proj_bias", "ssm_a": "A", "ssm_d": "D",
     "ssm_out.weight": "out_proj", "ssm_out.bias": "out_proj_bias",
 }
+MAMBA2_LAYER_FIELDS = {**LAYER_FIELDS, "ssm_dt.bias": "dt_bias", "ssm_norm.weight": "gated_norm"}
+# config fields a .gguf file does not store (their defaults differ from the fixtures' on purpose)
+NOT_STORED = ("layout", "norm_eps", "gated_norm_eps", "chunk_size")
 
 
 def relative_error(ours, reference):
@@ -63,11 +67,12 @@ def expected_of(name):
     return np.load(os.path.join(MODELS, case, "expected.npz"))
 
 
-def weight(weights, name):
+def weight(model, name):
     if name in WEIGHT_OF:
-        return WEIGHT_OF[name](weights)
+        return WEIGHT_OF[name](model.weights)
     layer, key = re.fullmatch(r"blk\.(\d+)\.(.+)", name).groups()
-    return getattr(weights.layers[int(layer)], LAYER_FIELDS[key])
+    fields = LAYER_FIELDS if model.config.architecture == "Mamba-1" else MAMBA2_LAYER_FIELDS
+    return getattr(model.weights.layers[int(layer)], fields[key])
 
 
 def test_fixtures_cover_every_type():
@@ -75,6 +80,8 @@ def test_fixtures_cover_every_type():
     assert types == {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M"}
     kinds = {t.tensor_type.name for name in MODEL_FILES for t in gguf.GGUFReader(path_of(name)).tensors}
     assert {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"} <= kinds
+    architectures = {gguf.GGUFReader(path_of(name)).fields["general.architecture"].contents() for name in MODEL_FILES}
+    assert architectures == {"mamba", "mamba2"}
 
 
 @pytest.mark.parametrize("name", MODEL_FILES + ["tokenizer.gguf"])
@@ -105,7 +112,7 @@ def test_weights_are_the_gguf_package_dequantization(name):
     model = load_model(path_of(name))
     for tensor in gguf.GGUFReader(path_of(name)).tensors:
         reference = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-        ours = weight(model.weights, tensor.name)
+        ours = weight(model, tensor.name)
         assert ours.dtype == np.float32
         assert np.array_equal(ours, reference.reshape(ours.shape)), tensor.name
 
@@ -126,8 +133,9 @@ def test_f32_file_is_the_safetensors_model(name):
     case = name.split("-")[0]
     ours, safetensors = load_model(path_of(name)), load_model(os.path.join(MODELS, case))
     expected = expected_of(name)
-    config = {k: v for k, v in ours.config.to_dict().items() if k not in ("layout", "norm_eps")}
-    assert config == {k: v for k, v in safetensors.config.to_dict().items() if k not in ("layout", "norm_eps")}
+    assert type(ours) is type(safetensors) and type(ours.config) is type(safetensors.config)
+    config = {k: v for k, v in ours.config.to_dict().items() if k not in NOT_STORED}
+    assert config == {k: v for k, v in safetensors.config.to_dict().items() if k not in NOT_STORED}
     assert ours.config.norm_eps == pytest.approx(safetensors.config.norm_eps, rel=1e-7)  # stored as float32
     ids = expected["prompt_ids"].tolist()
     assert relative_error(ours.forward(ids), safetensors.forward(ids)) <= 1e-6
@@ -186,3 +194,18 @@ def test_command_line_generates_from_a_gguf_file():
     model, tokenizer = mamba_wasm.from_pretrained(path)
     expected = "".join(mamba_wasm.generate(model, tokenizer, "!#", 8, temperature=0))
     assert done.stdout == expected + "\n"
+
+
+@pytest.mark.parametrize("name", ["hf_tied_bias-Q8_0.gguf", "mamba2_hf_untied-Q8_0.gguf", "kquant-Q4_K_M.gguf"])
+def test_the_page_can_describe_a_file_from_its_first_bytes(name):
+    data = open(path_of(name), "rb").read()
+    header_bytes = read_gguf(data, name).data_start
+    described = describe_gguf(data[:header_bytes], name)
+    model = load_model(path_of(name))
+    assert described["header_bytes"] == header_bytes < len(data)
+    assert described["n_params"] == model.n_params == model.config.n_params()
+    assert described["architecture"] == model.config.architecture
+    assert sum(described["tensor_types"].values()) == len(gguf.GGUFReader(path_of(name)).tensors)
+    assert described["unsupported_types"] == []
+    with pytest.raises(mamba_wasm.GGUFError, match=f"{name}: .* the file ends at byte {header_bytes - 100}"):
+        describe_gguf(data[: header_bytes - 100], name)

@@ -132,7 +132,8 @@ def with_tensor(gguf_file, name, tensor):
 
 @pytest.mark.parametrize("changes, message", [
     (dict(general__architecture="llama"), "architecture 'llama' is not supported"),
-    (dict(general__architecture="mamba2"), "architecture 'mamba2' is not supported"),
+    (dict(general__architecture="jamba"), "architecture 'jamba' is not supported \\(supported: 'mamba', 'mamba2'\\)"),
+    (dict(general__architecture=7), "architecture 7 is not supported"),
     (dict(general__architecture=None), "architecture None is not supported"),
     (dict(mamba__ssm__dt_b_c_rms=True), "Falcon-Mamba"),
     (dict(mamba__ssm__state_size=None), "missing metadata 'mamba.ssm.state_size'"),
