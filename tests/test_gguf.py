@@ -4,12 +4,12 @@ checkpoints they came from, HF transformers' logits, and the `gguf` package's re
 Tolerances, as max |logits - HF| / max(1, max |HF|) over each fixture's 12-token prompt: measured on
 these fixtures (below), about 2x given as QUANTIZED_TOLERANCE. What a type costs depends on the model:
 these are tiny random models, so the 4-bit figures only show that the numbers decode right.
-    F32     3.4e-7, 1.7e-7 (test_parity.py's 1e-4 bound holds); 1e-6 from our safetensors model
+    F32     3.4e-7, 1.7e-7, Mamba-2 4.0e-7 (test_parity.py's 1e-4 bound holds); 1e-6 from our safetensors model
             (the converter computes A = -exp(A_log) in torch, we in NumPy: <= 1 ulp apart)
     F16     3.7e-4 from an f32 checkpoint (original_layout); 1.9e-6 from an f16 one (f16_sharded:
             the weights are the checkpoint's, A = -exp(A_log) is rounded to f16 by the converter)
     BF16    1.2e-7 from a bf16 checkpoint (the weights are the checkpoint's)
-    Q8_0    8.5e-3;  Q4_0  0.18 (greedy ids 11/12 the same);  Q4_K_M  0.22 (our min/max K-quantizer
+    Q8_0    8.5e-3, Mamba-2 1.6e-2;  Q4_0  0.18 (greedy ids 11/12 the same);  Q4_K_M  0.22 (our min/max K-quantizer
             in make_gguf_fixtures.py, not llama-quantize's search; 12/12 greedy ids the same)
 """
 
@@ -34,7 +34,7 @@ MODELS = os.path.join(HERE, "fixtures", "models")
 MODEL_FILES = sorted(name for name in os.listdir(GGUF_DIR) if re.fullmatch(r"\w+-\w+\.gguf", name))
 CASE_FILES = [name for name in MODEL_FILES if not name.startswith("kquant")]
 # type -> the largest relative logits error accepted (measured: the module docstring)
-QUANTIZED_TOLERANCE = {"F32": 1e-6, "F16": 1e-3, "BF16": 1e-6, "Q8_0": 2e-2, "Q4_0": 0.35, "Q4_K_M": 0.45}
+QUANTIZED_TOLERANCE = {"F32": 1e-6, "F16": 1e-3, "BF16": 1e-6, "Q8_0": 3e-2, "Q4_0": 0.35, "Q4_K_M": 0.45}
 # tensor name in the file -> how to find the same numbers in our MambaWeights
 WEIGHT_OF = {
     "token_embd.weight": lambda w: w.embedding,
