@@ -28,8 +28,8 @@ ggml-common.h `block_*` structs; the reference decoders are ggml-quants.c `dequa
 Every formula multiplies in the reference's order, so the float32 results are bit for bit those of
 ggml and of the `gguf` Python package (tests/test_gguf_quants.py checks every type on random blocks).
 
-Memory: a tensor is decoded CHUNK_BLOCKS blocks at a time into one float32 output array, so the
-peak is that output plus a few float32 temporaries of CHUNK_BLOCKS blocks (~2 MB), whatever the size.
+Memory: a tensor is decoded CHUNK_NUMBERS numbers at a time into one float32 output array, so the
+peak is that output plus a few float32 temporaries of one chunk (2 MB each), whatever the size.
 """
 
 from dataclasses import dataclass
@@ -83,7 +83,7 @@ GGML_TYPES = {
     41: GGMLType("Q1_0", 128, 18),
 }
 
-CHUNK_BLOCKS = 1 << 14  # at most 4M numbers (K-quants) per step: bounded temporaries
+CHUNK_NUMBERS = 1 << 19  # numbers decoded per step: 2 MB float32 temporaries
 
 
 def _scale(raw):
@@ -172,6 +172,7 @@ def dequantize(raw, ggml_type, shape):
     decode = _BLOCKWISE[ggml_type.name]
     blocks = raw.reshape(-1, ggml_type.type_size)  # (blocks, type_size)
     out = np.empty((blocks.shape[0], ggml_type.block_size), np.float32)
-    for start in range(0, blocks.shape[0], CHUNK_BLOCKS):
-        out[start : start + CHUNK_BLOCKS] = decode(blocks[start : start + CHUNK_BLOCKS])
+    step = CHUNK_NUMBERS // ggml_type.block_size
+    for start in range(0, blocks.shape[0], step):
+        out[start : start + step] = decode(blocks[start : start + step])
     return out.reshape(shape)

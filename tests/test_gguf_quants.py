@@ -8,7 +8,7 @@ import gguf
 import numpy as np
 import pytest
 
-from mamba_wasm.gguf_quants import CHUNK_BLOCKS, GGML_TYPES, SUPPORTED, dequantize
+from mamba_wasm.gguf_quants import CHUNK_NUMBERS, GGML_TYPES, SUPPORTED, dequantize
 
 # type name -> byte ranges of the float16 scales in one block
 F16_FIELDS = {"Q8_0": [(0, 2)], "Q4_0": [(0, 2)], "Q4_K": [(0, 2), (2, 4)], "Q6_K": [(208, 210)]}
@@ -38,8 +38,10 @@ def test_type_table_matches_the_reference():
 @pytest.mark.parametrize("type_name", SUPPORTED)
 def test_dequantize_equals_gguf_quants_exactly(type_name):
     rng = np.random.default_rng(sum(map(ord, type_name)))
-    ggml_type, raw = random_blocks(type_name, CHUNK_BLOCKS + 37, rng)
-    n = (CHUNK_BLOCKS + 37) * ggml_type.block_size
+    block_size = next(t for t in GGML_TYPES.values() if t.name == type_name).block_size
+    n_blocks = CHUNK_NUMBERS // block_size + 37
+    ggml_type, raw = random_blocks(type_name, n_blocks, rng)
+    n = n_blocks * block_size
     ours = dequantize(raw, ggml_type, (n,))
     qtype = gguf.GGMLQuantizationType[type_name]
     if type_name in ("F32", "F16"):
