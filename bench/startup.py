@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 
+import build
 import provision
 
 from . import browser

@@ -1,5 +1,6 @@
 """Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba or
-Mamba-2 model (the architecture comes from config.json: config.py).
+Mamba-2 model (the architecture comes from config.json: config.py); a llama.cpp .gguf file goes
+to gguf_checkpoint.py.
 
 Two entry points share one path: `load_model(path)` reads a folder on disk;
 `load_model_from_files(files, source)` takes {file name: bytes} (the web worker fetches the
@@ -24,6 +25,8 @@ import numpy as np
 
 from .config import config_from_json
 from .errors import CheckpointError, ConfigError, without_traceback
+from .gguf import read_gguf
+from .gguf_checkpoint import is_gguf, load_gguf_model
 from .mamba2 import Mamba2
 from .model import Mamba
 from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
@@ -106,15 +109,21 @@ ARCHITECTURES = {
 @without_traceback  # a kept error must not keep the files' bytes and tensors alive
 def load_model(path):
     """Load the checkpoint folder `path`: config.json plus model.safetensors, or
-    model.safetensors.index.json plus the shards it names."""
+    model.safetensors.index.json plus the shards it names; or one llama.cpp .gguf file."""
+    if is_gguf(path) and os.path.isfile(path):
+        return load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
+        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE}, or a .gguf file)")
     return load_model_from_files(read_folder(path), path)
 
 
 def from_pretrained(path):
     """(model, tokenizer) from a checkpoint folder: config.json, the safetensors file(s) and
-    tokenizer.json, as transformers' from_pretrained gives them for a local folder."""
+    tokenizer.json, as transformers' from_pretrained gives them for a local folder; or from one
+    llama.cpp .gguf file, which holds both."""
+    if is_gguf(path) and os.path.isfile(path):
+        gguf = read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path)
+        return load_gguf_model(gguf), Tokenizer.from_gguf(gguf)
     model = load_model(path)
     return model, Tokenizer.from_file(os.path.join(path, TOKENIZER_FILE))
 
@@ -143,7 +152,12 @@ def read_folder(path):
 @without_traceback  # a kept error must not keep the files' bytes and tensors alive
 def load_model_from_files(files, source):
     """Build the model from {file name: bytes-like}; `source` (a folder or URL) names the
-    checkpoint in error messages."""
+    checkpoint in error messages. A .gguf file among them is the whole checkpoint."""
+    ggufs = [name for name in files if is_gguf(name)]
+    if len(ggufs) > 1:
+        raise CheckpointError(f"{source}: several .gguf files ({', '.join(sorted(ggufs))}); give one")
+    if ggufs:
+        return load_gguf_model(read_gguf(files[ggufs[0]], f"{source}/{ggufs[0]}"))
     if CONFIG_FILE not in files:
         raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
     config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")

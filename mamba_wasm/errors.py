@@ -23,6 +23,11 @@ class SafetensorsError(CheckpointError):
     """A .safetensors file is truncated or corrupt: header length, JSON, dtype or offsets."""
 
 
+class GGUFError(CheckpointError):
+    """A .gguf file is truncated or corrupt (header, metadata, tensor table, offsets), or holds a
+    model, tensor type or tokenizer this package does not read."""
+
+
 class TokenizerError(MambaWasmError):
     """tokenizer.json is missing, malformed, or of a type this BPE does not support."""
 

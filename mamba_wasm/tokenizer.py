@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import InputError, TokenizerError, without_traceback
+from .gguf import read_gguf
+from .gguf_tokenizer import tokenizer_json_from_gguf
 from .unicode_classes import (
     LETTERS,
     NFC_NON_STARTERS,
@@ -283,6 +285,12 @@ class Tokenizer:
         if not isinstance(spec, dict):
             raise TokenizerError(f"{source}: expected a JSON object at the top level")
         return cls(spec, source)
+
+    @classmethod
+    def from_gguf(cls, gguf, source: str = "model.gguf") -> "Tokenizer":
+        """The tokenizer in a llama.cpp .gguf file's metadata: its bytes, or a GGUFFile already read."""
+        gguf = gguf if hasattr(gguf, "metadata") else read_gguf(gguf, source)
+        return cls(tokenizer_json_from_gguf(gguf), gguf.source)
 
     # -- vocabulary ----------------------------------------------------------------------------
 

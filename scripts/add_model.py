@@ -14,6 +14,9 @@ Input, the folder PATH, in either layout mamba_wasm reads (the key mapping is in
     model.safetensors   or model.safetensors.index.json with its shards, or pytorch_model.bin (or
                         pytorch_model.bin.index.json with its shards), read by torch.load(weights_only=True)
     tokenizer.json      the HF `tokenizers` file the page tokenizes with (or --tokenizer FILE)
+or PATH is one llama.cpp .gguf file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K), read by mamba_wasm's
+GGUF loader: its tensors dequantized to float32 (ssm_a's A = -exp(A_log) written back as A_log), its
+metadata as an HF config.json, and its tokenizer as tokenizer.json unless --tokenizer is given.
 Output, models/NAME/ in transformers' layout, which both the page and
 MambaForCausalLM.from_pretrained (Mamba2ForCausalLM for a Mamba-2) load:
     config.json         HF keys; an original checkpoint's padded vocabulary (50277 -> 50280) is kept
@@ -59,12 +62,18 @@ from mamba_wasm.checkpoint import (  # noqa: E402  (the loader's own readers: we
     CONFIG_FILE,
     EMBEDDING_KEY,
     INDEX_FILE,
+    LAYER_PREFIX,
     LM_HEAD_KEY,
+    NORM_F_KEY,
     SINGLE_FILE,
+    _layer_keys,
     load_model_from_files,
     read_folder,
     read_tensors,
 )
+from mamba_wasm.gguf import read_gguf  # noqa: E402
+from mamba_wasm.gguf_checkpoint import is_gguf, load_gguf_model  # noqa: E402
+from mamba_wasm.gguf_tokenizer import tokenizer_json_from_gguf  # noqa: E402
 from mamba_wasm.config import config_from_json  # noqa: E402
 from mamba_wasm.safetensors import (  # noqa: E402
     BFLOAT16,
@@ -103,7 +112,10 @@ class ConversionError(MambaWasmError):
 
 def read_checkpoint(folder):
     """config.json plus model.safetensors, or its index and shards; a pytorch_model.bin checkpoint
-    is re-encoded as one in-memory model.safetensors so that one loader checks every layout."""
+    (or a .gguf file) is re-encoded as one in-memory model.safetensors so that one loader checks
+    every layout."""
+    if is_gguf(folder) and os.path.isfile(folder):
+        return read_gguf_checkpoint(folder)
     if not os.path.exists(folder):
         raise ConversionError(f"{folder}: no such folder")
     if not os.path.isdir(folder):
@@ -120,6 +132,30 @@ def read_checkpoint(folder):
         )
     files[SINGLE_FILE] = safetensors_bytes(_read_pytorch_bin(folder))
     return files
+
+
+def read_gguf_checkpoint(path):
+    """{config.json, model.safetensors} in HF layout, float32, from a .gguf file (see the docstring)."""
+    model = load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
+    config, weights = model.config, model.weights
+    if config.architecture != "Mamba-1":
+        raise ConversionError(
+            f"{path}: a {config.architecture} file; add-model converts Mamba-1 .gguf files only "
+            "(load_model reads this one directly)"
+        )
+    tensors = {EMBEDDING_KEY["hf"]: weights.embedding, NORM_F_KEY: weights.norm_f}
+    if not config.tie_embeddings:
+        tensors[LM_HEAD_KEY] = weights.lm_head
+    for i, layer in enumerate(weights.layers):
+        for field, spec in _layer_keys(config).items():
+            if spec is not None:
+                tensors[LAYER_PREFIX.format(i=i) + spec[0]] = getattr(layer, field).reshape(spec[1])
+    for i in range(config.n_layer):
+        key = LAYER_PREFIX.format(i=i) + "mixer.A_log"
+        tensors[key] = np.log(-tensors[key])  # the loader computes A = -exp(A_log) again
+    buffer = io.BytesIO()
+    write_safetensors(buffer, tensors)
+    return {CONFIG_FILE: json.dumps(hf_config({}, config, "f32")), SINGLE_FILE: buffer.getvalue()}
 
 
 def _read_pytorch_bin(folder):
@@ -441,23 +477,33 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, toke
     if not os.path.isdir(models_dir):
         raise ConversionError(f"{models_dir}: the models folder does not exist")
     source = os.path.normpath(source)
-    name = os.path.basename(os.path.abspath(source)) if name is None else name
+    from_gguf = is_gguf(source) and os.path.isfile(source)
+    if name is None:
+        name = os.path.basename(os.path.abspath(source))
+        name = name[: -len(".gguf")] if from_gguf else name
     check_name(name, models_dir, force)
-    tokenizer = os.path.join(source, TOKENIZER_FILE) if tokenizer is None else tokenizer
     files = read_checkpoint(source)
-    if not os.path.isfile(tokenizer):
-        raise ConversionError(
-            f"{tokenizer} is missing: the page needs the model's tokenizer.json. Pass --tokenizer FILE, or "
-            "download it from the model's hub page (state-spaces/mamba-* models use EleutherAI/gpt-neox-20b's: "
-            "https://huggingface.co/EleutherAI/gpt-neox-20b/resolve/main/tokenizer.json)"
-        )
-    vocab = Tokenizer.from_file(tokenizer).vocab_size  # the page's tokenizer must read it
+    if tokenizer is None and from_gguf:
+        tokenizer_json = tokenizer_json_from_gguf(read_gguf(_read("", source), source))
+        tokenizer_bytes = json.dumps(tokenizer_json, ensure_ascii=False).encode("utf-8")
+        tokenizer = f"{source} (its tokenizer)"
+    else:
+        tokenizer = os.path.join(source, TOKENIZER_FILE) if tokenizer is None else tokenizer
+        if not os.path.isfile(tokenizer):
+            raise ConversionError(
+                f"{tokenizer} is missing: the page needs the model's tokenizer.json. Pass --tokenizer FILE, or "
+                "download it from the model's hub page (state-spaces/mamba-* models use EleutherAI/gpt-neox-20b's: "
+                "https://huggingface.co/EleutherAI/gpt-neox-20b/resolve/main/tokenizer.json)"
+            )
+        tokenizer_bytes = _read("", tokenizer)
+    vocab = Tokenizer.from_json(tokenizer_bytes, tokenizer).vocab_size  # the page's tokenizer must read it
 
     source_model = load_model_from_files(files, source)  # checks every tensor's name, shape, finiteness
     config = source_model.config
     log(f"read {source}: {config.architecture}, {config.layout} layout, {source_model.n_params:,} parameters")
     if dtype is None:
-        dtype = source_dtype(read_tensors(files, source)[0])
+        # A GGUF file is dequantized to float32 at load: its quantized types have no safetensors dtype
+        dtype = "f32" if from_gguf else source_dtype(read_tensors(files, source)[0])
         log(f"writing {dtype}, the source's dtype (--dtype to change it)")
     if vocab > config.vocab_size:
         log(f"warning: {tokenizer} has {vocab} tokens but the model only {config.vocab_size}; "
@@ -467,6 +513,10 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, toke
         raise ConversionError(f"{source}/{CONFIG_FILE}: the HF config written would describe another model")
     ids = prompt_ids(config.vocab_size)
     reference = source_model.forward(ids)  # (l, v)
+    if from_gguf:  # the HF tensors must give the .gguf file's own model (A_log = log(-A) round trip)
+        gguf_error = relative_error(load_model(source).forward(ids), reference)
+        if not gguf_error <= CONVERSION_TOLERANCE:
+            raise ConversionError(f"{source}: the HF tensors made from it differ by {gguf_error:.2e} (relative); a bug")
     del source_model
     raw, _ = read_tensors(files, source)
     rounded = {key: cast(array, dtype, key) for key, array in raw.items()}
@@ -481,7 +531,8 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, toke
         with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as file:
             file.write(json.dumps(out_config, indent=2) + "\n")
         files_written = [CONFIG_FILE, *write_weights(staging, hf_tensors(rounded, config), shard_size), TOKENIZER_FILE]
-        shutil.copyfile(tokenizer, os.path.join(staging, TOKENIZER_FILE))
+        with open(os.path.join(staging, TOKENIZER_FILE), "wb") as file:
+            file.write(tokenizer_bytes)
         converted = load_model(staging)
         logits = converted.forward(ids)  # (l, v)
         conversion_error = relative_error(logits, rounded_reference)
@@ -525,10 +576,11 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, toke
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="build.py add-model",
-        description="Convert a local Mamba checkpoint (HF or state-spaces layout) into models/NAME "
+        description="Convert a local Mamba checkpoint (HF or state-spaces layout, or llama.cpp .gguf) into models/NAME "
         "and models/index.json, and check that its logits match the source's.",
     )
-    parser.add_argument("path", nargs="?", help="checkpoint folder: config.json, weights, tokenizer.json")
+    parser.add_argument("path", nargs="?", help="checkpoint folder (config.json, weights, tokenizer.json) "
+                        "or a .gguf file")
     parser.add_argument("--dtype", choices=list(HF_DTYPE_NAMES),
                         help="dtype of the written weights (f16 halves an f32 download); default: the source's "
                         "(f32 when it mixes dtypes)")
