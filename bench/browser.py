@@ -156,7 +156,8 @@ class Tab:
         """Send a generate request on the page's worker; the messages it produced."""
         self.next_id += 1
         request_id = self.next_id
-        params = {"max_new_tokens": max_new_tokens, "temperature": 0, "stop_at_eos": False, **params}
+        params = {"max_new_tokens": max_new_tokens, "temperature": 0, "top_k": 0, "top_p": 1.0,
+                  "repetition_penalty": 1.0, "seed": 0, "stop_at_eos": False, **params}  # web/protocol.js
         self.page.evaluate("([id, prompt, params]) => window.__bench.worker.postMessage("
                            "{type: 'generate', id, prompt, params})", [request_id, prompt, params])
         self.wait_for("done", request_id)

@@ -6,7 +6,8 @@
 // While generating, the box follows the end of the text unless the user scrolls up; it resumes
 // following when they scroll back to the end.
 
-const CHUNK_CHARS = 2000;  // a new chunk element past this many characters
+const CHUNK_CHARS = 2000;  // a new chunk element at the first line end past this many characters
+const PARAGRAPH_CHARS = 8000;  // or at a space past this many, when no line end comes
 const FOLLOW_SLACK_PX = 24;  // "at the end" when this close to the bottom
 
 export class Transcript {
@@ -17,6 +18,7 @@ export class Transcript {
     this.chunk = null;  // the element new text goes into
     this.chunkChars = 0;
     this.following = true;
+    this.scrollPending = false;
     this.box.addEventListener("scroll", () => {
       const fromEnd = this.box.scrollHeight - this.box.clientHeight - this.box.scrollTop;
       this.following = fromEnd <= FOLLOW_SLACK_PX;
@@ -35,17 +37,30 @@ export class Transcript {
   append(text) {
     if (!text) return;
     if (this.chunk === null) this.newChunk("chunk");  // inline: it continues the prompt's line
-    const lineEnd = text.lastIndexOf("\n");
-    if (this.chunkChars >= CHUNK_CHARS && lineEnd >= 0) {
-      // A full chunk ends at a line end; the next starts as a block of its own, so that layout
-      // of new text is confined to it (the text reads the same: the line had ended anyway).
-      this.chunk.append(text.slice(0, lineEnd + 1));
+    // A full chunk ends at a line end, and the next starts as a block of its own, so that layout
+    // of new text is confined to it (the text reads the same: the line had ended anyway). Text with
+    // no line end for PARAGRAPH_CHARS (a random model's) is cut at a space instead: one extra line
+    // break per PARAGRAPH_CHARS characters, against a layout cost that grows with the paragraph.
+    let cut = this.chunkChars >= CHUNK_CHARS ? text.lastIndexOf("\n") : -1;
+    if (cut < 0 && this.chunkChars >= PARAGRAPH_CHARS) cut = text.lastIndexOf(" ");
+    if (cut >= 0) {
+      this.chunk.append(text.slice(0, cut + 1));
       this.newChunk("chunk block");
-      text = text.slice(lineEnd + 1);
+      text = text.slice(cut + 1);
     }
     if (text) this.chunk.append(text);  // a Text node: never parsed as HTML
     this.chunkChars += text.length;
-    if (this.following) this.box.scrollTop = this.box.scrollHeight;
+    this.followSoon();
+  }
+
+  // Scroll to the end once per frame, not per message: reading scrollHeight forces a layout.
+  followSoon() {
+    if (!this.following || this.scrollPending) return;
+    this.scrollPending = true;
+    requestAnimationFrame(() => {
+      this.scrollPending = false;
+      if (this.following) this.box.scrollTop = this.box.scrollHeight;
+    });
   }
 
   newChunk(className) {
