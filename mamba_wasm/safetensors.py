@@ -109,7 +109,8 @@ def read_safetensors(buffer, source="model.safetensors"):
 
 def write_safetensors(file, tensors, metadata=None):
     """Write {name: array} to the binary file object `file`; `metadata` ({str: str}) goes into the
-    header's __metadata__ when given, keys sorted. The header is padded with spaces to a multiple of 8."""
+    header's __metadata__ when given, in its order (the library's order of several keys varies from
+    run to run). The header is padded with spaces to a multiple of 8 bytes."""
     rank = {name: i for i, name in enumerate(WRITE_ORDER)}
     dtypes = {}
     for name, array in tensors.items():
@@ -119,7 +120,7 @@ def write_safetensors(file, tensors, metadata=None):
                                    f"(supported: {', '.join(DTYPES)})")
         dtypes[name] = dtype
     order = sorted(tensors, key=lambda name: (rank[dtypes[name]], name))
-    header, offset = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}, 0
+    header, offset = {} if metadata is None else {"__metadata__": dict(metadata)}, 0
     for name in order:
         nbytes = np.asarray(tensors[name]).nbytes
         header[name] = {"dtype": dtypes[name], "shape": list(np.shape(tensors[name])),
