@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from . import browser
 from .models import ROOT, default_model_dir, ensure_130m_shaped, ensure_mamba2_130m_shaped

@@ -25,7 +25,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import build  # build.py at the repository root: `python -m bench.shard_transport` runs from there
+import provision  # provision.py at the repository root: `python -m bench.shard_transport` runs from there
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "bench" / "shard_transport"
@@ -115,7 +115,7 @@ def main(argv=None):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     runs = {name: [] for name in variants}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
         try:
             for round_ in range(args.rounds):
                 for name, query in variants.items():

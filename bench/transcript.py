@@ -9,6 +9,7 @@ shows as the shown column rising window by window while the hidden one stays fla
 import argparse
 
 import build  # build.py at the repository root: `python -m bench.transcript` runs from there
+import provision
 
 from .browser import BenchSite, Tab
 
@@ -38,7 +39,7 @@ def main():
     site = BenchSite(build, {})
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
             tab = Tab(browser.new_context(viewport={"width": 1280, "height": 800}), site.url)
             tab.open("tiny-random")
             columns = {}

@@ -153,9 +153,7 @@ def read_gguf_checkpoint(path):
     for i in range(config.n_layer):
         key = LAYER_PREFIX.format(i=i) + "mixer.A_log"
         tensors[key] = np.log(-tensors[key])  # the loader computes A = -exp(A_log) again
-    buffer = io.BytesIO()
-    write_safetensors(buffer, tensors)
-    return {CONFIG_FILE: json.dumps(hf_config({}, config, "f32")), SINGLE_FILE: buffer.getvalue()}
+    return {CONFIG_FILE: json.dumps(hf_config({}, config, "f32")), SINGLE_FILE: safetensors_bytes(tensors)}
 
 
 def _read_pytorch_bin(folder):

@@ -41,7 +41,7 @@ from mamba_wasm import MambaWasmError, Session, StreamingDetokenizer, Tokenizer 
 from mamba_wasm.checkpoint import load_model_from_files  # noqa: E402
 from mamba_wasm.gguf import read_gguf  # noqa: E402
 from mamba_wasm.gguf_checkpoint import load_gguf_model  # noqa: E402
-from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, DTYPES, read_safetensors, safetensors_bytes, to_float32  # noqa: E402
+from mamba_wasm.safetensors import BFLOAT16, DTYPES, read_safetensors, safetensors_bytes, to_float32  # noqa: E402
 
 TINY_RANDOM = ROOT / "models" / "tiny-random"
 GGUF_FIXTURES = [ROOT / "tests" / "fixtures" / "gguf" / name for name in ("hf_tied_bias-Q4_0.gguf", "bf16-BF16.gguf")]

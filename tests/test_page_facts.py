@@ -2,19 +2,16 @@
 what the imported package says: checkpoint file names and the sampling defaults."""
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 
+import build  # the repository root is on sys.path (pyproject.toml's pytest pythonpath)
 from mamba_wasm import SamplingParams, checkpoint, plan, tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _facts():
-    spec = importlib.util.spec_from_file_location("mamba_wasm_build", ROOT / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
     text = build.page_facts().decode()
     return json.loads(text[text.index("export default ") + len("export default "):].rstrip().rstrip(";"))
 

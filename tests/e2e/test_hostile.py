@@ -9,7 +9,6 @@ import http.server
 import io
 import json
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,12 +17,10 @@ import numpy as np
 import pytest
 
 from mamba_wasm.plan import describe_config
-from mamba_wasm.safetensors import read_safetensors
+from mamba_wasm.safetensors import read_safetensors, write_safetensors
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "tiny-random"
-sys.path.insert(0, str(ROOT / "scripts"))
-import add_model  # noqa: E402  (its safetensors writer)
 MB = 1 << 20
 CHUNK = 64 * 1024
 
@@ -140,7 +137,7 @@ def model_files():
 
 def safetensors_bytes(tensors):
     buffer = io.BytesIO()
-    add_model.write_safetensors(buffer, {name: np.array(array) for name, array in tensors.items()})
+    write_safetensors(buffer, {name: np.array(array) for name, array in tensors.items()})
     return buffer.getvalue()
 
 
