@@ -27,6 +27,7 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_main, "QUICK_RESULTS", tmp_path / ".cache" / "quick-results.json")
     monkeypatch.setattr(bench_main, "default_model_dir", lambda: tmp_path / "demo")
     monkeypatch.setattr(bench_main, "ensure_130m_shaped", lambda: tmp_path / "big")
+    monkeypatch.setattr(bench_main, "ensure_mamba2_130m_shaped", lambda: tmp_path / "big2")
     runs = []
 
     def browser_run(models, n_tokens, log):
@@ -48,7 +49,7 @@ def test_a_quick_run_prints_its_stages_and_the_table_but_writes_no_docs(sandbox,
     before = (tmp_path / "docs" / "BENCHMARKS.md").read_bytes()
     bench_main.main(["--quick"])
     out = capsys.readouterr().out
-    assert {n for _, n in runs} == {bench_main.QUICK_TOKENS} and len(runs) == 5
+    assert {n for _, n in runs} == {bench_main.QUICK_TOKENS} and len(runs) == 1 + 2 * 3  # browser once; 2 native engines x 3 models
     assert (tmp_path / "docs" / "BENCHMARKS.md").read_bytes() == before
     assert not (tmp_path / "docs" / "benchmarks.png").exists()
     assert "quick run: 300 tokens per engine and model" in out and "browser stage" in out
