@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Build, serve and test the static site that runs Mamba in the browser. Standard library only.
+Building and serving are here; what test, bench and add-model need installed is in provision.py.
 
     python3 build.py                   build dist/ (incremental)
     python3 build.py serve [--port N]  build when needed, then serve dist/ on 127.0.0.1
     python3 build.py test [ARGS...]    make .venv, install the test requirements and Chromium when
                                        missing, build, then run pytest over tests/ (ARGS go to pytest)
-    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md)
-    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] ...
+    python3 build.py bench [--tokens N]  benchmarks side by side (docs/BENCHMARKS.md; --quick writes no docs)
+    python3 build.py add-model PATH [--dtype f16|bf16|f32] [--name NAME] [--shard-size SIZE] ...
                                        convert a local checkpoint into models/NAME and models/index.json,
                                        checking its logits (scripts/add_model.py; add-model --help)
+    python3 build.py add-model --remove NAME   delete a model add-model added
 
 dist/ is a self-contained static site that makes no request outside its own origin:
     index.html *.js style.css facts.js        the page and its module worker (web/; facts.js generated)
@@ -28,6 +30,7 @@ import ast
 import base64
 import functools
 import hashlib
+import html.parser
 import http.server
 import io
 import json
@@ -38,8 +41,11 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+
+import provision  # .venv and Chromium for the test, bench and add-model commands
 
 ROOT = pathlib.Path(__file__).resolve().parent
 DIST = ROOT / "dist"
@@ -74,6 +80,7 @@ MIME_TYPES = {
     ".whl": "application/zip",
     ".safetensors": "application/octet-stream",
     ".map": "application/json",
+    ".md": "text/plain; charset=utf-8",
 }
 
 
@@ -287,8 +294,8 @@ def build_package_wheel():
 
 def page_facts():
     """facts.js: what the page and the worker need to know of the package, read from its source
-    (the build runs without NumPy, so nothing is imported): checkpoint file names and the sampling
-    defaults. tests/test_page_facts.py checks it against the imported package."""
+    (the build runs without NumPy, so nothing is imported): checkpoint file names, the limits on
+    what a model's server may send, and the sampling defaults. tests/test_page_facts.py checks it against the imported package."""
     def constants(tree):
         return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
@@ -297,11 +304,16 @@ def page_facts():
         return ast.parse((PACKAGE_DIR / name).read_text(encoding="utf-8"))
 
     checkpoint, plan = constants(parse("checkpoint.py")), constants(parse("plan.py"))
+    tokenizer = constants(parse("tokenizer.py"))
     sampling_class = next(node for node in parse("sampling.py").body
                           if isinstance(node, ast.ClassDef) and node.name == "SamplingParams")
     facts = {
         "files": {"config": checkpoint["CONFIG_FILE"], "single": checkpoint["SINGLE_FILE"],
                   "index": checkpoint["INDEX_FILE"], "tokenizer": plan["TOKENIZER_FILE"]},
+        # what a model's server may send (docs/RELIABILITY.md, "Hostile server")
+        "limits": {"max_shards": checkpoint["MAX_SHARDS"], "header_slack_bytes": checkpoint["HEADER_SLACK_BYTES"],
+                   "shard_name_pattern": checkpoint["PLAIN_FILE_NAME_PATTERN"],
+                   "max_tokenizer_bytes": tokenizer["MAX_TOKENIZER_BYTES"]},
         "sampling_defaults": {node.target.id: node.value.value for node in sampling_class.body
                               if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant)},
     }
@@ -348,8 +360,9 @@ def build(quiet=False):
         for file in model["files"]:
             plan[f"models/{model['path']}/{file}"] = ROOT / "models" / model["path"] / file
         card = ROOT / "models" / model["path"] / "MODEL_CARD.md"
-        if card.is_file():  # linked from the page's model description
+        if card.is_file():  # the page links it from the model's description
             plan[f"models/{model['path']}/MODEL_CARD.md"] = card
+            model["card"] = "MODEL_CARD.md"
     plan["models/index.json"] = (json.dumps(index, indent=2) + "\n").encode()
     plan["facts.js"] = page_facts()
 
@@ -411,7 +424,18 @@ def hashed_file(path):
 # ---------------------------------------------------------------------------------------------
 
 class StaticHandler(http.server.SimpleHTTPRequestHandler):
-    """A plain static file server with the MIME types the page needs (application/wasm)."""
+    """A static file server for one folder (dist/), with the MIME types the page needs
+    (application/wasm), that serves that folder's files and nothing else: a 400 for a path that
+    cannot name one of them (NUL or other control characters, a backslash, `..`, a bad
+    percent-escape), a 404 for a folder without index.html (no listings) and for anything whose
+    real path, symlinks resolved, is outside the folder. Every response carries
+    `X-Content-Type-Options: nosniff` and the page's Content-Security-Policy as headers: the meta
+    tag in index.html covers the page, but not the web worker, which a header does. A script's
+    response carries the worker's policy (see worker_content_security_policy), the only script
+    response whose header a browser applies being a worker's own script.
+
+    A subclass whose translate_path maps some URLs elsewhere (the tests' fault overlays) serves
+    those on its own authority; everything it passes to this class's translate_path is checked."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
     quiet = False
@@ -419,26 +443,126 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self):
         # Revalidate every time: the worker's Cache API, keyed by sha256, is the real cache.
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        script = self.path.split("?", 1)[0].endswith((".js", ".mjs"))
+        policy = self.server.worker_content_security_policy if script else self.server.content_security_policy
+        self.send_header("Content-Security-Policy", policy)
         super().end_headers()
+
+    def send_head(self):
+        problem = request_path_problem(self.path)
+        if problem:
+            self.send_error(400, f"Bad request path: {problem}")
+            return None
+        try:
+            return super().send_head()
+        except _OutsideRoot:
+            self.send_error(404)
+            return None
+
+    def translate_path(self, path):
+        translated = super().translate_path(path)
+        root = os.path.realpath(self.directory)
+        candidates = [translated]
+        if os.path.isdir(translated):  # send_head serves its index.html, which may be a link too
+            candidates.append(os.path.join(translated, "index.html"))
+        for candidate in candidates:
+            real = os.path.realpath(candidate)
+            if real != root and not real.startswith(root + os.sep):
+                raise _OutsideRoot(path)
+        return translated
+
+    def list_directory(self, path):
+        self.send_error(404)
+        return None
 
     def log_message(self, format, *args):
         if not self.quiet:
             super().log_message(format, *args)
 
 
+class _OutsideRoot(Exception):
+    """translate_path found the real path outside the served folder: answered with a 404."""
+
+
+def request_path_problem(path):
+    """Why a request path cannot name a file of the site, or None when it can."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if not path.startswith("/"):
+        return "it must start with /"
+    if any(len(escape) < 2 or any(c not in "0123456789abcdefABCDEF" for c in escape[:2])
+           for escape in path.split("%")[1:]):
+        return "a % that does not start a percent-escape"
+    try:
+        decoded = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return "percent-escapes that are not UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        return "a NUL or other control character"
+    if "\\" in decoded:
+        return "a backslash"
+    if ".." in decoded.split("/"):
+        return "a .. segment"
+    return None
+
+
+class _MetaPolicyFinder(html.parser.HTMLParser):
+    """Collects the content of every <meta http-equiv="Content-Security-Policy">."""
+
+    def __init__(self):
+        super().__init__()
+        self.policies = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "content-security-policy":
+            self.policies.append(attrs.get("content") or "")
+
+
+def page_content_security_policy(directory):
+    """The policy of the single CSP meta tag in `directory`/index.html (web/index.html when the
+    folder has none), read when the server starts so edits to the page carry over."""
+    page = pathlib.Path(directory) / "index.html"
+    if not page.is_file():
+        page = ROOT / "web" / "index.html"
+    finder = _MetaPolicyFinder()
+    finder.feed(page.read_text(encoding="utf-8"))
+    if len(finder.policies) != 1 or not finder.policies[0].strip():
+        raise BuildError(f"{shown(page)} must hold exactly one non-empty "
+                         f'<meta http-equiv="Content-Security-Policy">, found {len(finder.policies)}')
+    return " ".join(finder.policies[0].split())
+
+
+def worker_content_security_policy(page_policy):
+    """The page's policy, with `blob:` added to script-src: the worker runs the runtime's verified
+    bytes (checked against manifest.json, kept in the Cache API) from blob: URLs, which only
+    same-origin code can create."""
+    directives = [d.split() for d in page_policy.split(";") if d.strip()]
+    for directive in directives:
+        if directive[0] == "script-src" and "blob:" not in directive:
+            directive.append("blob:")
+    return "; ".join(" ".join(d) for d in directives)
+
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # restart at once after Ctrl+C (Linux still refuses two listeners)
+    content_security_policy = None  # sent with every response but scripts; set by make_server
+    worker_content_security_policy = None  # sent with scripts
 
 
 def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler):
     """A threading HTTP server for `directory`; port 0 picks a free one."""
     bound = functools.partial(handler, directory=str(directory))
+    policy = page_content_security_policy(directory)
     try:
-        return _Server((host, port), bound)
+        server = _Server((host, port), bound)
     except OSError as e:
         raise BuildError(f"cannot listen on {host}:{port}: {e.strerror or e}. "
                          "Pick another port with --port N.") from None
+    server.content_security_policy = policy
+    server.worker_content_security_policy = worker_content_security_policy(policy)
+    return server
 
 
 def serve(host, port):
@@ -452,101 +576,6 @@ def serve(host, port):
         print()
     finally:
         server.server_close()
-
-
-# ---------------------------------------------------------------------------------------------
-# test: everything the test suite needs, installed when missing
-# ---------------------------------------------------------------------------------------------
-
-VENV = ROOT / ".venv"
-CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-# Headless launch flags for the tests and benchmarks: without the background-networking ones,
-# Chromium keeps trying to reach Google's hosts, which a closed network refuses.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def find_chromium():
-    """A system Chromium: $MAMBA_WASM_CHROMIUM, else the first of CHROMIUM_NAMES on PATH."""
-    override = os.environ.get("MAMBA_WASM_CHROMIUM")
-    if override:
-        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
-            raise BuildError(f"MAMBA_WASM_CHROMIUM={override} is not an executable file")
-        return override
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def ensure_chromium():
-    path = find_chromium()
-    if path:
-        return path
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise BuildError("no Chromium found (tried $MAMBA_WASM_CHROMIUM, "
-                         f"{', '.join(CHROMIUM_NAMES)}). Install one, e.g. as root on Debian: "
-                         "apt-get update && apt-get install -y chromium")
-    log("installing Debian's chromium (apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
-        if subprocess.run(command, env=env).returncode != 0:
-            raise BuildError(f"`{' '.join(command)}` failed")
-    path = find_chromium()
-    if path is None:
-        raise BuildError("apt-get installed chromium, but no chromium is on PATH")
-    return path
-
-
-def ensure_venv():
-    """.venv with requirements-test.txt installed; pip runs only when that file changed."""
-    python = VENV / "bin" / "python"
-    if not python.is_file():
-        log("creating .venv")
-        if subprocess.run([sys.executable, "-m", "venv", str(VENV)]).returncode != 0:
-            raise BuildError("python3 -m venv failed (Debian: apt-get install -y python3-venv)")
-    requirements = ROOT / "requirements-test.txt"
-    want = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(ROOT.glob("requirements*.txt"))))
-    stamp = VENV / ".requirements.sha256"
-    if stamp.is_file() and stamp.read_text().strip() == want.hexdigest():
-        return python
-    log("pip install -r requirements-test.txt")
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-               "-r", str(requirements)]
-    if subprocess.run(command, cwd=ROOT).returncode != 0:
-        raise BuildError("pip install -r requirements-test.txt failed")
-    stamp.write_text(want.hexdigest())
-    return python
-
-
-def test(pytest_args):
-    python = ensure_venv()
-    chromium = ensure_chromium()
-    build()
-    env = {**os.environ, "MAMBA_WASM_CHROMIUM": chromium, "MAMBA_WASM_DIST_BUILT": "1"}
-    command = [str(python), "-m", "pytest", "tests", *pytest_args]
-    log(" ".join(command[2:]))
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
-
-
-def add_model(args):
-    """Run scripts/add_model.py, which needs NumPy (torch only for pytorch_model.bin): with .venv's
-    Python when there is one, else with this one when it has NumPy, else make .venv first."""
-    import importlib.util
-    python = VENV / "bin" / "python"
-    if not python.is_file():
-        python = sys.executable if importlib.util.find_spec("numpy") else ensure_venv()
-    return subprocess.run([str(python), str(ROOT / "scripts" / "add_model.py"), *args]).returncode
-
-
-def bench(args):
-    """Run the benchmarks (bench/__main__.py) with .venv's Python: they need Playwright, torch and
-    transformers. Prints a table, writes docs/BENCHMARKS.md and docs/benchmarks.png."""
-    python = ensure_venv()
-    env = {**os.environ, "MAMBA_WASM_CHROMIUM": ensure_chromium()}
-    return subprocess.run([str(python), "-m", "bench", *args], cwd=ROOT, env=env).returncode
 
 
 def main(argv=None):
@@ -569,14 +598,16 @@ def main(argv=None):
         if args.command == "serve":
             serve(args.host, args.port)
         elif args.command == "test":
-            return test(extra)
+            python, chromium = provision.ensure_venv(), provision.ensure_chromium()
+            build()
+            return provision.run_tests(python, chromium, extra)
         elif args.command == "add-model":
-            return add_model(extra)
+            return provision.run_add_model(extra)
         elif args.command == "bench":
-            return bench(extra)
+            return provision.run_bench(extra)
         else:
             build()
-    except BuildError as e:
+    except (BuildError, provision.ProvisionError) as e:
         print(f"build.py: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,11 +1,14 @@
 """Run every benchmark side by side, print one table, write docs/BENCHMARKS.md and a plot.
 
-    python3 build.py bench [--tokens N] [--quick]
+    python3 build.py bench [--tokens N]   the record: updates docs/BENCHMARKS.md and docs/benchmarks.png
+    python3 build.py bench --quick        a smoke run of 300 tokens: prints the table, writes no docs
+    python3 build.py bench --models NAME ... --engines ENGINE ...   a part of the run: writes no docs
 
-In one run, on the same checkpoints (the site's default model and a mamba-130m-shaped random
-one): (a) mamba_wasm in headless Chromium through the real page and worker, (b) mamba_wasm
-natively, (c) HF transformers on the CPU. Each native engine runs in its own process, whose peak
-RSS (VmHWM) is its own. The machines are noisy, so read the ratios between columns of one run.
+In one run, on the same checkpoints (the site's default model and random ones shaped like
+mamba-130m and like mamba2-130m): (a) mamba_wasm in headless Chromium through the real page and
+worker, (b) mamba_wasm natively, (c) HF transformers on the CPU. Each native engine runs in its own
+process, whose peak RSS (VmHWM) is its own. The machines are noisy, so read the ratios between
+columns of one run.
 """
 
 import argparse
@@ -13,14 +16,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import browser
-from .models import ROOT, default_model_dir, ensure_130m_shaped
+from .models import ROOT, default_model_dir, ensure_130m_shaped, ensure_mamba2_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
-RESULTS = ROOT / ".cache" / "bench" / "results.json"
+RESULTS = ROOT / ".cache" / "bench" / "results.json"  # the last full run: --report-only redoes its docs
+QUICK_RESULTS = ROOT / ".cache" / "bench" / "quick-results.json"
+QUICK_TOKENS = 300
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ENGINES = ("browser", "mamba_wasm", "transformers")
 
@@ -29,6 +35,11 @@ ENGINES = ("browser", "mamba_wasm", "transformers")
 # and a second thread fighting any other load made it 6x slower here (2.9 vs 19.1 tok/s,
 # mamba-130m-shaped). transformers keeps PyTorch's default of 2 threads.
 NATIVE_ENV = {"mamba_wasm": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, "transformers": {}}
+STARTED = time.monotonic()
+
+
+def log(message):
+    print(f"[bench {time.monotonic() - STARTED:6.0f} s] {message}", flush=True)
 
 
 def native(engine, model_dir, n_tokens):
@@ -48,10 +59,10 @@ def table(results, models):
     rows = ["| model | figure | browser (Chromium) | mamba_wasm native | transformers (CPU) | native / transformers |",
             "|---|---|---:|---:|---:|---:|"]
     for name in models:
-        r = {engine: results[engine][name] for engine in ENGINES}
+        r = {engine: results[engine].get(name) for engine in ENGINES}
 
         def row(label, pick, digits=1, ratio=False):
-            values = [pick(r[e]) for e in ENGINES]
+            values = [pick(r[e]) if r[e] else None for e in ENGINES]  # None: that engine did not run
             ratio_text = f"{values[1] / values[2]:.2f}x" if ratio and values[1] and values[2] else ""
             rows.append(f"| {name} | {label} | " + " | ".join(fmt(v, digits) for v in values) + f" | {ratio_text} |")
 
@@ -65,7 +76,16 @@ def table(results, models):
         row("time to ready, warm, Python from the snapshot (s)", lambda x: x.get("ready_warm", {}).get("wall_s"), 2)
         row("bare loadPyodide + import numpy, same files (s)", lambda x: x.get("bare_start_s"), 2)
         row("peak memory (MB): WASM heap / RSS", lambda x: x.get("peak_wasm_heap_mb") or x.get("peak_rss_mb"), 0)
-    return "\n".join(rows)
+    return "\n".join(rows + _architecture_ratio(results))
+
+
+def _architecture_ratio(results):
+    """Mamba-2's browser time per token against Mamba-1's at the same size (issue 11's target: <= 1.3x)."""
+    if not {"mamba-130m-shaped", "mamba2-130m-shaped"} <= set(results["browser"]):
+        return []
+    speed = {name: results["browser"][name]["decode_tok_s"] for name in ("mamba-130m-shaped", "mamba2-130m-shaped")}
+    ratio = speed["mamba-130m-shaped"] / speed["mamba2-130m-shaped"]
+    return ["", f"Browser decode, time per token: mamba2-130m-shaped / mamba-130m-shaped = {ratio:.2f}x (same run)."]
 
 
 def _nearest(by_length, length):
@@ -115,29 +135,54 @@ def write_doc(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 build.py bench")
     parser.add_argument("--tokens", type=int, default=4010, help="tokens generated per engine and model")
-    parser.add_argument("--quick", action="store_true", help="300 tokens: a smoke run, not for the record")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TOKENS} tokens: a smoke run, not for the "
+                        "record (prints the table; docs/BENCHMARKS.md and docs/benchmarks.png are left as they are)")
     parser.add_argument("--report-only", action="store_true",
                         help="redo the table, plot and docs from the last run's .cache/bench/results.json")
+    parser.add_argument("--models", nargs="+", metavar="NAME", help="run only these checkpoints (default model's "
+                        "name, mamba-130m-shaped, mamba2-130m-shaped); prints the table, writes nothing")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
+                        help="run only these engines; prints the table, writes nothing")
     args = parser.parse_args(argv)
+    partial = bool(args.models) or set(args.engines) != set(ENGINES)
     if args.report_only:
         saved = json.loads(RESULTS.read_text())
         results, n_tokens = saved["results"], saved["n_tokens"]
         for figures in results["browser"].values():
             figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
     else:
-        n_tokens = 300 if args.quick else args.tokens
+        n_tokens = QUICK_TOKENS if args.quick else args.tokens
+        log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
         demo = default_model_dir()
-        models = {demo.name: demo, "mamba-130m-shaped": ensure_130m_shaped()}
-        results = {"browser": browser.run(models, n_tokens)}
+        makers = {demo.name: lambda: demo, "mamba-130m-shaped": ensure_130m_shaped,
+                  "mamba2-130m-shaped": ensure_mamba2_130m_shaped}
+        unknown = set(args.models or ()) - set(makers)
+        if unknown:
+            parser.error(f"unknown model {sorted(unknown)[0]!r}; choose from {', '.join(makers)}")
+        log("the 130m-shaped checkpoints (written once into .cache/bench/, with torch and transformers)")
+        models = {name: make() for name, make in makers.items() if name in (args.models or makers)}
+        results = {engine: {} for engine in ENGINES}
+        if "browser" in args.engines:
+            results["browser"] = browser.run(models, n_tokens, log)
         for engine in ("mamba_wasm", "transformers"):
-            results[engine] = {name: native(engine, folder, n_tokens) for name, folder in models.items()}
-        RESULTS.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
-    models = list(results["browser"])
+            if engine in args.engines:
+                for name, folder in models.items():
+                    log(f"{engine} native, {name}: prefill and {n_tokens} decoded tokens (own process)")
+                    results[engine][name] = native(engine, folder, n_tokens)
+        saved = QUICK_RESULTS if args.quick or partial else RESULTS
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
+    models = list(next(figures for figures in results.values() if figures))
     text = table(results, models)
     print(text)
+    if args.quick or partial:
+        log(f"{'quick' if args.quick else 'partial'} run: {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} "
+            f"left unchanged (a full run updates them); figures saved in {QUICK_RESULTS.relative_to(ROOT)}")
+        return
     plot(results, models)
     write_doc(f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
               f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
+    log(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

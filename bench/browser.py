@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import build  # build.py at the repository root: `python -m bench` runs from there
+import build  # build.py and provision.py at the repository root: `python -m bench` runs from there
+import provision
 
 from .native import PROBE_TOKENS, PROMPT_LENGTHS, WARMUP
 
@@ -214,31 +215,38 @@ def bare_start_s(browser, url):
     return result["readyMs"] / 1000
 
 
-def run(models, n_tokens):
-    """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile."""
+def run(models, n_tokens, log):
+    """{model name: figures} for each (name, folder) in `models`, each in a fresh browser profile;
+    `log(message)` reports each stage."""
     from playwright.sync_api import sync_playwright
 
     import mamba_wasm
 
+    log("building dist/")
     build.build(quiet=True)
     default = json.loads((ROOT / "models" / "index.json").read_text())["default"]
     site = BenchSite(build, {name: folder for name, folder in models.items() if name != default})
     results = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
+            log("browser: bare loadPyodide + import numpy, twice (the second is measured)")
             bare = bare_start_s(browser, site.url)
             for name, folder in models.items():
                 tokenizer = mamba_wasm.Tokenizer.from_file(Path(folder) / "tokenizer.json")
                 context = browser.new_context()
                 tab = Tab(context, site.url)
+                log(f"browser, {name}: loading the page and the model (cold: empty Cache API)")
                 cold = tab.open(name)
+                log(f"browser, {name}: prefill of {', '.join(map(str, PROMPT_LENGTHS))}-token prompts")
                 prefill = {}
                 for length in PROMPT_LENGTHS:
                     started = next(m for m in tab.generate(prompt_of(tokenizer, length), 1) if m["type"] == "started")
                     prefill[str(started["n_prompt"])] = started["n_prompt"] / (started["prefill_ms"] / 1000)
+                log(f"browser, {name}: decoding {n_tokens} tokens")
                 figures = decode_figures(tab.generate("The ", n_tokens, temperature=0.8, seed=0))
                 tab.wait_for_snapshot()
+                log(f"browser, {name}: reloading (warm: every file and Python's snapshot in the Cache API)")
                 tab.page.close()
                 # Same profile: the Cache API holds every file, and Python's snapshot (then not).
                 warm_tab = Tab(context, site.url)

@@ -1,7 +1,10 @@
-"""The checkpoints the benchmarks run: the site's default model and a mamba-130m-shaped random one.
+"""The checkpoints the benchmarks run: the site's default model and two random ones, shaped like
+mamba-130m and like mamba2-130m.
 
-The random one has mamba-130m's exact shapes (transformers' MambaConfig with hidden_size 768,
-24 layers, vocab 50280) and is written with save_pretrained into .cache/bench/, never committed.
+The random ones have those models' exact shapes (transformers' MambaConfig with hidden_size 768,
+24 layers, vocab 50280; Mamba2Config with hidden_size 768, 24 layers, state_size 128, head_dim 64,
+expand 2, n_groups 1, vocab 50280) and are written with save_pretrained into .cache/bench/, never
+committed.
 """
 
 import json
@@ -11,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 MAMBA_130M_SHAPED = CACHE / "mamba-130m-shaped"
+MAMBA2_130M_SHAPED = CACHE / "mamba2-130m-shaped"
 
 
 def default_model_dir():
@@ -21,14 +25,28 @@ def default_model_dir():
 
 def ensure_130m_shaped():
     """Write the random 130m-shaped checkpoint once (needs torch and transformers)."""
-    if (MAMBA_130M_SHAPED / "model.safetensors").exists():
-        return MAMBA_130M_SHAPED
-    import torch
     from transformers import MambaConfig, MambaForCausalLM
 
+    return _ensure(MAMBA_130M_SHAPED, MambaForCausalLM, MambaConfig(hidden_size=768, num_hidden_layers=24,
+                                                                    vocab_size=50280))
+
+
+def ensure_mamba2_130m_shaped():
+    """Write the random mamba2-130m-shaped checkpoint once (needs torch and transformers)."""
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    config = Mamba2Config(hidden_size=768, num_hidden_layers=24, vocab_size=50280, state_size=128, head_dim=64,
+                          num_heads=24, expand=2, n_groups=1, tie_word_embeddings=True)
+    return _ensure(MAMBA2_130M_SHAPED, Mamba2ForCausalLM, config)
+
+
+def _ensure(folder, model_class, config):
+    if (folder / "model.safetensors").exists():
+        return folder
+    import torch
+
     torch.manual_seed(0)
-    config = MambaConfig(hidden_size=768, num_hidden_layers=24, vocab_size=50280)
-    MambaForCausalLM(config).save_pretrained(MAMBA_130M_SHAPED, safe_serialization=True)
+    model_class(config).save_pretrained(folder, safe_serialization=True)
     # The page needs a tokenizer.json to load a model; the ids a benchmark feeds are random anyway.
-    shutil.copy(default_model_dir() / "tokenizer.json", MAMBA_130M_SHAPED / "tokenizer.json")
-    return MAMBA_130M_SHAPED
+    shutil.copy(default_model_dir() / "tokenizer.json", folder / "tokenizer.json")
+    return folder

@@ -73,10 +73,10 @@ def run_mamba_wasm(model_dir, n_tokens):
 
 def run_transformers(model_dir, n_tokens):
     import torch
-    from transformers import MambaForCausalLM
+    from transformers import AutoModelForCausalLM  # MambaForCausalLM or Mamba2ForCausalLM, by config.json
 
     torch.set_num_threads(2)
-    model = MambaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     vocab = model.config.vocab_size
     prefill = {}
     with torch.inference_mode():

@@ -1,6 +1,6 @@
 // Run a Python file in Pyodide under Node (the same V8 WebAssembly engine as Chromium), with
 // the repository mounted at /repo. Used to compare NumPy formulations inside Pyodide itself.
-//   node bench/run_in_pyodide.mjs bench/formulations.py
+//   node bench/run_in_pyodide.mjs bench/formulations.py [ARGS...]   (ARGS become sys.argv[1:])
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,5 +15,6 @@ const pyodide = await loadPyodide({ indexURL: path.join(root, "node_modules/pyod
 await pyodide.loadPackage(path.join(wheels, numpyWheel), { messageCallback: () => {} });
 pyodide.FS.mkdirTree("/repo");
 pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root }, "/repo");
-pyodide.runPython("import sys; sys.path.insert(0, '/repo')");
+pyodide.globals.set("argv", pyodide.toPy(process.argv.slice(2)));
+pyodide.runPython("import sys; sys.path.insert(0, '/repo'); sys.argv = list(argv)");
 await pyodide.runPythonAsync(fs.readFileSync(process.argv[2], "utf8"));

@@ -18,6 +18,7 @@ import json
 import statistics
 
 import build
+import provision
 
 from . import browser
 from .models import ROOT, default_model_dir
@@ -32,7 +33,7 @@ def run(n_runs):
     results = {"bare": [], "cold": [], "warm, snapshot": [], "warm, normal": []}
     try:
         with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=build.find_chromium(), args=build.CHROMIUM_FLAGS)
+            chromium = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
             for _ in range(n_runs):
                 results["bare"].append({"wall_s": browser.bare_start_s(chromium, site.url), "phases_ms": {}})
             context = chromium.new_context()

@@ -1,6 +1,7 @@
 """mamba-wasm: Mamba and Mamba-2 language models in pure NumPy, for the browser (Pyodide) and natively.
 
     model, tok = from_pretrained("models/shakespeare")   # config.json, *.safetensors, tokenizer.json
+    # or a llama.cpp file: from_pretrained("mamba-130m.Q8_0.gguf") (model and tokenizer in one file)
     for piece in generate(model, tok, "ROMEO.", max_new_tokens=100, temperature=0.8, seed=11):
         print(piece, end="")
 
@@ -10,7 +11,15 @@ Learners: mamba_wasm/reference.py is the step in the paper's notation; model.py 
 from .checkpoint import from_pretrained, load_model, load_model_from_files
 from .config import Mamba2Config, MambaConfig
 from .detokenizer import StreamingDetokenizer
-from .errors import CheckpointError, ConfigError, InputError, MambaWasmError, SafetensorsError, TokenizerError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    GGUFError,
+    InputError,
+    MambaWasmError,
+    SafetensorsError,
+    TokenizerError,
+)
 from .generation import Session, generate
 from .mamba2 import Mamba2
 from .model import Mamba, MambaState
@@ -22,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "GGUFError",
     "InputError",
     "Mamba",
     "Mamba2",

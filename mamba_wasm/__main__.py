@@ -64,7 +64,7 @@ def parse_args(argv):
         epilog=f"example: {EXAMPLE}")
     model_default = default_model_dir()
     gen.add_argument("model_dir", nargs="?", default=model_default, metavar="MODEL_DIR",
-                     help="folder with config.json, model.safetensors (or shards) and tokenizer.json"
+                     help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
                           + (" (default: %(default)s)" if model_default else " (required: no default model beside the package)"))
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", metavar="TEXT", help="the text to continue; - reads it from stdin (this or --prompt-file is required)")

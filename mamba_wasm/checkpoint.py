@@ -1,5 +1,6 @@
 """Load a checkpoint folder (config.json + safetensors, one file or sharded) into a Mamba or
-Mamba-2 model (the architecture comes from config.json: config.py).
+Mamba-2 model (the architecture comes from config.json: config.py); a llama.cpp .gguf file goes
+to gguf_checkpoint.py.
 
 Two entry points share one path: `load_model(path)` reads a folder on disk;
 `load_model_from_files(files, source)` takes {file name: bytes} (the web worker fetches the
@@ -10,15 +11,22 @@ one float32 copy of the model; F32 tensors stay zero-copy views of the file byte
 Unexpected tensors are refused rather than ignored: in these checkpoints an extra tensor means
 config.json does not describe the file (say a bias the config turns off), and ignoring it
 would silently change the outputs.
+
+The files may come from a server that is broken or hostile, so config.json bounds them: weight
+files larger than its tensors can fill are refused before they are read, an index may name at most
+MAX_SHARDS shards, and each shard must be a plain file name (no path, no URL syntax).
 """
 
 import json
 import os
+import re
 
 import numpy as np
 
 from .config import config_from_json
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, without_traceback
+from .gguf import read_gguf
+from .gguf_checkpoint import is_gguf, load_gguf_model
 from .mamba2 import Mamba2
 from .model import Mamba
 from .safetensors import DTYPE_NAMES, read_safetensors, to_float32
@@ -38,6 +46,18 @@ EMBEDDING_KEY = {"hf": "backbone.embeddings.weight", "original": "backbone.embed
 NORM_F_KEY = "backbone.norm_f.weight"
 LM_HEAD_KEY = "lm_head.weight"
 LAYER_PREFIX = "backbone.layers.{i}."
+
+# Weight files may exceed the tensors' float32 size by this much each (the JSON header: ~25 kB for
+# mamba-130m); more is data no tensor describes (a tiny model followed by gigabytes).
+HEADER_SLACK_BYTES = 1_048_576
+WIDEST_DTYPE_BYTES = 4  # F32, the widest of FLOAT_DTYPES
+# Checkpoints in the wild have one to a few hundred shards; every shard is one more download.
+MAX_SHARDS = 256
+# A shard name is joined to the checkpoint folder's path or URL, so it must not be able to leave
+# it: letters, digits and . _ - + only (no / \\ : ? # % or spaces), and not "." or "..". The page
+# checks the same pattern (facts.js).
+PLAIN_FILE_NAME_PATTERN = r"[A-Za-z0-9._+-]{1,255}"
+_PLAIN_FILE_NAME = re.compile(PLAIN_FILE_NAME_PATTERN)
 
 
 def _layer_keys(c):
@@ -86,43 +106,95 @@ ARCHITECTURES = {
 }
 
 
+@without_traceback  # a kept error must not keep the files' bytes and tensors alive
 def load_model(path):
     """Load the checkpoint folder `path`: config.json plus model.safetensors, or
-    model.safetensors.index.json plus the shards it names."""
+    model.safetensors.index.json plus the shards it names; or one llama.cpp .gguf file."""
+    if is_gguf(path) and os.path.isfile(path):
+        return load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE})")
+        raise CheckpointError(f"{path}: not a folder (expected a checkpoint folder with {CONFIG_FILE}, or a .gguf file)")
     return load_model_from_files(read_folder(path), path)
 
 
 def from_pretrained(path):
     """(model, tokenizer) from a checkpoint folder: config.json, the safetensors file(s) and
-    tokenizer.json, as transformers' from_pretrained gives them for a local folder."""
+    tokenizer.json, as transformers' from_pretrained gives them for a local folder; or from one
+    llama.cpp .gguf file, which holds both."""
+    if is_gguf(path) and os.path.isfile(path):
+        gguf = read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path)
+        return load_gguf_model(gguf), Tokenizer.from_gguf(gguf)
     model = load_model(path)
     return model, Tokenizer.from_file(os.path.join(path, TOKENIZER_FILE))
 
 
 def read_folder(path):
     """{file name: bytes} of the checkpoint files present in folder `path`; what is missing is
-    reported by load_model_from_files, which knows what the files should hold."""
+    reported by load_model_from_files, which knows what the files should hold. Weight files larger
+    than config.json implies are refused before they are read."""
     files = {}
-    for name in (CONFIG_FILE, SINGLE_FILE, INDEX_FILE):
+    for name in (CONFIG_FILE, INDEX_FILE):
         if os.path.isfile(os.path.join(path, name)):
             files[name] = _read(path, name)
-    if SINGLE_FILE not in files and INDEX_FILE in files:
-        for shard in sorted(set(weight_map(files, path).values())):
-            if os.path.isfile(os.path.join(path, shard)):
-                files[shard] = _read(path, shard)
+    weight_files = [SINGLE_FILE]
+    if not os.path.isfile(os.path.join(path, SINGLE_FILE)) and INDEX_FILE in files:
+        weight_files = sorted(set(weight_map(files, path).values()))
+    present = [name for name in weight_files if os.path.isfile(os.path.join(path, name))]
+    sizes = {name: os.path.getsize(os.path.join(path, name)) for name in present}
+    config = _config_if_readable(files, path)
+    if config is not None:
+        _check_weight_bytes(sizes, config, path)
+    for name in present:
+        files[name] = _read(path, name)
     return files
 
 
+@without_traceback  # a kept error must not keep the files' bytes and tensors alive
 def load_model_from_files(files, source):
     """Build the model from {file name: bytes-like}; `source` (a folder or URL) names the
-    checkpoint in error messages."""
+    checkpoint in error messages. A .gguf file among them is the whole checkpoint."""
+    ggufs = [name for name in files if is_gguf(name)]
+    if len(ggufs) > 1:
+        raise CheckpointError(f"{source}: several .gguf files ({', '.join(sorted(ggufs))}); give one")
+    if ggufs:
+        return load_gguf_model(read_gguf(files[ggufs[0]], f"{source}/{ggufs[0]}"))
     if CONFIG_FILE not in files:
         raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
     config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
+    shards = weight_map(files, source).values() if SINGLE_FILE not in files and INDEX_FILE in files else ()
+    sizes = {name: memoryview(files[name]).nbytes for name in {SINGLE_FILE, *shards} if name in files}
+    _check_weight_bytes(sizes, config, source)
     _, _, model = ARCHITECTURES[config.architecture]
     return model(config, load_weights(files, config, source))
+
+
+def max_weight_bytes(config, n_files=1):
+    """The most bytes `n_files` weight files of a checkpoint described by `config` can honestly
+    hold: every tensor it implies (an lm_head too: a tied file may still carry one) in the widest
+    dtype, plus HEADER_SLACK_BYTES per file. From the config's arithmetic, so a config claiming
+    10**9 layers costs nothing here."""
+    lm_head = config.vocab_size * config.d_model if config.tie_embeddings else 0
+    return (config.n_params() + lm_head) * WIDEST_DTYPE_BYTES + n_files * HEADER_SLACK_BYTES
+
+
+def _check_weight_bytes(sizes, config, source):
+    """Refuse weight files ({name: size}) larger than config.json implies, before reading them."""
+    total, limit = sum(sizes.values()), max_weight_bytes(config, max(1, len(sizes)))
+    if total > limit:
+        what = f"{source}/{next(iter(sizes))} is" if len(sizes) == 1 else f"{source}: the {len(sizes)} shards are"
+        raise CheckpointError(
+            f"{what} {total:,} bytes, but config.json implies at most {limit:,} (its tensors as float32, plus "
+            f"{HEADER_SLACK_BYTES:,} bytes per file for the header): refused before reading (data after the "
+            "tensors, or a config.json that does not describe these files)"
+        )
+
+
+def _config_if_readable(files, source):
+    """The config, or None when config.json is missing or bad: load_model_from_files reports that."""
+    try:
+        return config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
+    except (KeyError, ConfigError):
+        return None
 
 
 def load_weights(files, config, source):
@@ -239,9 +311,18 @@ def weight_map(files, source):
         isinstance(name, str) and isinstance(shard, str) for name, shard in weight_map.items()
     ):
         raise CheckpointError(f"{label}: expected an object with a 'weight_map' of tensor name -> shard file")
-    for shard in weight_map.values():
-        if "/" in shard or "\\" in shard or shard in ("", ".", ".."):
-            raise CheckpointError(f"{label}: shard {shard!r} must be a file name in the checkpoint folder")
+    shards = set(weight_map.values())
+    if len(shards) > MAX_SHARDS:
+        raise CheckpointError(
+            f"{label}: the index names {len(shards):,} shard files; the limit is {MAX_SHARDS} "
+            "(each is one more download: re-save the checkpoint in fewer, larger shards)"
+        )
+    for shard in sorted(shards):
+        if not _PLAIN_FILE_NAME.fullmatch(shard) or shard in (".", ".."):
+            raise CheckpointError(
+                f"{label}: shard {shard!r:.100} must be a plain file name in the checkpoint folder "
+                "(letters, digits and . _ - + only: no path, no percent-escapes)"
+            )
     return weight_map
 
 

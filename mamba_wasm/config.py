@@ -6,7 +6,8 @@ Two architectures, each in two layouts with different key names for the same num
   Mamba-2  "hf"       transformers' Mamba2ForCausalLM (model_type "mamba2")
            "original" state-spaces/mamba with ssm_cfg.layer "Mamba2" (e.g. state-spaces/mamba2-130m)
 The mapping from each layout's keys to ours is written once, here. Hybrids (attention or MLP
-layers between the Mamba layers) are refused by name.
+layers between the Mamba layers) are refused by name. A third layout, "gguf" (llama.cpp's files),
+has no config.json: its metadata are mapped in gguf_checkpoint.py.
 """
 
 import json
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
-SUPPORTED_LAYOUTS = ("hf", "original")
+SUPPORTED_LAYOUTS = ("hf", "original", "gguf")
 
 
 @dataclass(frozen=True)

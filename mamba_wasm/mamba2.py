@@ -14,18 +14,18 @@ Glossary (the only dimension names used below):
     v     vocab size (rows of the embedding)
 
 Each block computes, for input u (Dao & Gu 2024, "Transformers are SSMs: Generalized Models and
-Efficient Algorithms Through Structured State Space Duality", arXiv 2405.21060; the Mamba-2 block of
-Section 7.1, Figure 6, around the SSD layer of Sections 3 and 6):
+Efficient Algorithms Through Structured State Space Duality", arXiv 2405.21060: the Mamba-2 block
+of Section 7 around the SSD layer of Sections 3 and 6):
     z, xBC, dt = in_proj(rmsnorm(u))                          (d_in,), (e,), (h,)
     x, B, C    = silu(causal_conv1d(xBC))                     (h, p), (g, n), (g, n)
     dt         = softplus(dt + dt_bias)                       (h,)
-    h          = exp(dt*A) * h + dt * x B^T                   (h, p, n)   <- the recurrent state
-    y          = h C + D*x                                    (h, p)
+    S          = exp(dt*A) * S + dt * x B^T                   (h, p, n)   <- the recurrent state
+    y          = S C + D*x                                    (h, p)
     y          = rmsnorm per group(y * silu(z)) * gated_norm  (d_in,)
     u          = u + out_proj(y)                              (d,)
 A is one scalar per head (Mamba-1 has a (d_in, n) matrix), so over a sequence the SSM is a masked
-matrix product, y = (L o C B^T) x with L[i, s] = exp(a_i - a_s) (the "1-semiseparable" form of
-Section 3.3). Sequence mode computes it in chunks, the SSD algorithm of Section 6 and Listing 1
+matrix product, y = (L o C B^T) (dt*x) with L[i, s] = exp(a_i - a_s) for s <= i, a_i the sum of
+dt*A up to step i (the 1-semiseparable matrix of Section 3). Sequence mode computes it in chunks, the SSD algorithm of Section 6 and Listing 1
 (`ssd_minimal_discrete`): inside a chunk the quadratic form (the diagonal blocks), between chunks
 the state carried across (the low-rank off-diagonal blocks).
 
@@ -58,7 +58,7 @@ import numpy as np
 from .errors import InputError
 from .model import MambaState, _linear, _project, _rmsnorm, _silu, _softplus  # shared with Mamba-1
 
-SSD_CHUNK = 64  # time steps whose (h, c, c) intra-chunk products exist at once
+SSD_CHUNK = 32  # time steps whose (h, c, c) intra-chunk products exist at once
 
 
 class Mamba2:
@@ -125,8 +125,17 @@ def _gated_rmsnorm(y, z, scale, n_groups, eps):
     unit root-mean-square within each of the g groups of d_in/g channels, then by `scale` (d_in,)."""
     y = y * _silu(z)  # (..., d_in)
     grouped = y.reshape(*y.shape[:-1], n_groups, -1)  # (..., g, d_in/g)
-    grouped /= np.sqrt(np.mean(grouped * grouped, axis=-1, keepdims=True) + np.float32(eps))
+    mean_square = np.einsum("...i,...i->...", grouped, grouped) / np.float32(grouped.shape[-1])  # (..., g)
+    grouped /= np.sqrt(mean_square + np.float32(eps))[..., None]  # einsum: np.mean is Python-level in Pyodide
     return y * scale
+
+
+def _time_step(dt, dt_bias, limit):
+    """softplus(dt + dt_bias) clipped to `limit`, whose default (0, inf) clips nothing after a
+    softplus: then np.clip, a Python-level function in Pyodide, is skipped."""
+    dt = _softplus(dt + dt_bias)
+    low, high = limit
+    return np.clip(dt, low, high) if low > 0 or high < math.inf else dt
 
 
 def _split_xbc(xbc, c):
@@ -154,12 +163,12 @@ def _mixer_step(u, w, c, conv_state, ssm):
         xbc += w.conv_bias
     x, B, C = _split_xbc(_silu(xbc), c)  # (h, p), (g, n), (g, n)
 
-    dt = np.clip(_softplus(dt + w.dt_bias), *c.dt_limit)  # (h,)
+    dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (h,)
     ssm *= np.exp(dt * w.A)[:, None, None]  # (h, p, n): each head decays by its own scalar
     grouped = ssm.reshape(g, -1, c.head_dim, c.d_state)  # (g, j, p, n): a view of ssm
-    dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim, 1)  # (g, j, p, 1)
-    grouped += dtx * B[:, None, None, :]  # h += dt * x B^T, B shared by the group's heads
-    y = np.einsum("gjpn,gn->gjp", grouped, C).reshape(d_in)  # (d_in,) = h C
+    dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim)  # (g, j, p)
+    grouped += np.einsum("gjp,gn->gjpn", dtx, B)  # S += dt * x B^T, B shared by the group's heads
+    y = np.einsum("gjpn,gn->gjp", grouped, C).reshape(d_in)  # (d_in,) = S C
     y += (w.D[:, None] * x).reshape(d_in)
     y = _gated_rmsnorm(y, z, w.gated_norm, g, c.gated_norm_eps)  # (d_in,)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (d,)
@@ -181,7 +190,7 @@ def _mixer_sequence(u, w, c, conv_state, ssm):
         xbc += w.conv_bias
     x, B, C = _split_xbc(_silu(xbc), c)  # (l, h, p), (l, g, n), (l, g, n)
 
-    dt = np.clip(_softplus(dt + w.dt_bias), *c.dt_limit)  # (l, h)
+    dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (l, h)
     y = _ssd(x, dt, w.A, B, C, ssm)  # (l, h, p)
     y += w.D[:, None] * x
     y = _gated_rmsnorm(y.reshape(l, d_in), z, w.gated_norm, c.n_groups, c.gated_norm_eps)  # (l, d_in)
@@ -189,8 +198,8 @@ def _mixer_sequence(u, w, c, conv_state, ssm):
 
 
 def _ssd(x, dt, A, B, C, state):
-    """y (l, h, p) of the SSM h_t = exp(dt_t A) h_(t-1) + dt_t x_t B_t^T, y_t = h_t C_t, from
-    `state` (h, p, n), which is left as h after the last step. x (l, h, p), dt (l, h), A (h,),
+    """y (l, h, p) of the SSM S_t = exp(dt_t A) S_(t-1) + dt_t x_t B_t^T, y_t = S_t C_t, from
+    `state` (h, p, n), which is left as S after the last step. x (l, h, p), dt (l, h), A (h,),
     B and C (l, g, n). Chunk by chunk: Listing 1 of the paper with its steps 1, 4 and 2+3 below."""
     l, h, p = x.shape
     g, n = B.shape[1:]
@@ -210,12 +219,12 @@ def _ssd(x, dt, A, B, C, state):
         y_chunk = np.einsum("gjls,sgjp->lgjp", scores, xs)  # (c, g, j, p)
 
         # 4. Off-diagonal blocks, left factor: what the state entering the chunk contributes,
-        #    y_i += exp(cum_i) C_i . h_start
+        #    y_i += exp(cum_i) C_i . S_start
         grouped = state.reshape(g, j, p, n)  # a view of state
         y_chunk += np.einsum("lgn,gjpn->lgjp", C[t], grouped) * np.exp(cum).reshape(c, g, j, 1)
 
         # 2+3. Right and centre factors: the state leaving the chunk,
-        #    h_end = exp(cum_last) h_start + sum over s of exp(cum_last - cum_s) xs_s B_s^T
+        #    S_end = exp(cum_last) S_start + sum over s of exp(cum_last - cum_s) xs_s B_s^T
         to_end = np.exp(cum[-1] - cum).reshape(c, g, j, 1)  # (c, g, j, 1)
         grouped *= np.exp(cum[-1]).reshape(g, j, 1, 1)
         grouped += np.einsum("sgn,sgjp->gjpn", B[t], xs * to_end)

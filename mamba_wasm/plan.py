@@ -5,7 +5,13 @@ so the parameter count, the float32 size and the state size come from the same c
 loads the model (config.py), for every architecture the package reads, with no copy in JavaScript.
 """
 
+from collections import Counter
+
+from .checkpoint import max_weight_bytes
 from .config import config_from_json
+from .gguf import read_gguf
+from .gguf_checkpoint import config_from_gguf
+from .gguf_quants import SUPPORTED
 
 TOKENIZER_FILE = "tokenizer.json"  # beside config.json: the page fetches it with the weights
 
@@ -16,6 +22,20 @@ def describe_config(text, source="config.json"):
     return describe(config_from_json(text, source))
 
 
+def describe_gguf(prefix, source="model.gguf"):
+    """The first bytes of a .gguf file, through its tensor table (GGUFFile.data_start: 1-2 MB for a
+    50k vocabulary, most of it the tokenizer) -> describe(its config) and how its tensors are
+    stored. Raises GGUFError naming `source` when those bytes are not enough or not a file we read."""
+    gguf = read_gguf(prefix, source, header_only=True)
+    types = Counter(tensor.ggml_type.name for tensor in gguf.tensors.values())
+    return {
+        **describe(config_from_gguf(gguf)),
+        "header_bytes": gguf.data_start,
+        "tensor_types": dict(types),  # e.g. {"F32": 98, "Q8_0": 73}
+        "unsupported_types": sorted(set(types) - set(SUPPORTED)),  # any: loading the file will fail
+    }
+
+
 def describe(config):
     """A plain dict of JSON numbers and strings (it crosses to JavaScript) of what `config` is."""
     n_params = config.n_params()
@@ -23,6 +43,8 @@ def describe(config):
         "architecture": config.architecture,
         "n_params": n_params,
         "float32_bytes": 4 * n_params,
+        # the most the weight files may hold, before HEADER_SLACK_BYTES per file (facts.js)
+        "max_weight_bytes": max_weight_bytes(config, n_files=0),
         "state_nbytes": config.state_nbytes(),
         "vocab_size": config.vocab_size,
         "n_layer": config.n_layer,

@@ -1,4 +1,4 @@
-"""Read a .safetensors file with NumPy alone (Pyodide has no `safetensors` package).
+"""Read and write .safetensors files with NumPy alone (Pyodide has no `safetensors` package).
 
 The format (https://huggingface.co/docs/safetensors/index#format):
     8 bytes   N, the header length, unsigned 64-bit little-endian
@@ -8,19 +8,38 @@ The format (https://huggingface.co/docs/safetensors/index#format):
 
 Arrays are zero-copy views of the buffer (np.frombuffer), so a read-only `bytes` gives read-only
 arrays. Every check the Rust reference does on the header (safetensors/src/tensor.rs, `validate`)
-is done here too, except that gaps between tensors are allowed; each failure raises
-SafetensorsError naming the file, the tensor and the problem.
+is done here too: the tensors tile the data section exactly, with no gap and nothing after the last
+one. Each failure raises SafetensorsError naming the file, the tensor and the problem.
+
+The header comes from whoever serves the file, so its cost is bounded before it becomes Python
+objects: a 100 MB header of `{"x":[[],[],...]}` would be 33 million lists (15 s and 2.6 GB).
+A tensor table is three levels deep (table, entry, shape) and needs about ten JSON values per
+tensor, so more values or deeper nesting is refused after a scan that builds nothing.
+
+The writer (`write_safetensors`, `safetensors_bytes`) lays a file out byte for byte as the Rust
+library does (safetensors/src/tensor.rs, `prepare`), which tests/test_safetensors.py checks.
 """
 
+import io
 import json
 import math
+import re
 
 import numpy as np
 
-from .errors import SafetensorsError
+from .errors import SafetensorsError, without_traceback
 
 # The Rust reader's limit (MAX_HEADER_SIZE): refuse a bigger header before reading any of it.
 MAX_HEADER_BYTES = 100_000_000
+# Commas plus opening brackets in the header: every JSON value but the first follows one, so this
+# bounds the objects json.loads can build (at most twice it). A tensor entry uses about 10
+# (mamba-130m's 268 tensors: 2,700), so this allows some 25,000 tensors in one file.
+MAX_HEADER_ITEMS = 1 << 18
+# table -> tensor entry -> shape / data_offsets (a dtype given as an object fails later, by name)
+MAX_HEADER_DEPTH = 3
+_COUNT_CHUNK = 1 << 20
+# What the depth scan steps over: a whole string (brackets in it are text) or one bracket.
+_STRINGS_AND_BRACKETS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 # NumPy has no bfloat16. A one-field structured dtype keeps BF16 tensors zero-copy and
 # distinguishable from plain uint16 ("U16"); to_float32 turns them into numbers.
@@ -42,8 +61,12 @@ DTYPES = {
     "BOOL": np.dtype("?"),
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+# The library writes tensors by dtype, largest first in the order of its Dtype enum, then by name:
+# every tensor then starts at a multiple of its itemsize.
+WRITE_ORDER = ["U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "I8", "U8", "BOOL"]
 
 
+@without_traceback  # a kept error must not keep this buffer and the parsed header alive
 def read_safetensors(buffer, source="model.safetensors"):
     """Parse `buffer` (bytes, bytearray or memoryview) into {tensor name: array}.
 
@@ -80,8 +103,41 @@ def read_safetensors(buffer, source="model.safetensors"):
                 f"{source}: tensor {name!r}: shape {list(shape)!r:.200} is beyond NumPy's limits ({exc})"
             ) from None
         spans.append((begin, end, name))
-    _check_no_overlap(spans, source)
+    _check_tiling(spans, len(body), source)
     return tensors
+
+
+def write_safetensors(file, tensors, metadata=None):
+    """Write {name: array} to the binary file object `file`; `metadata` ({str: str}) goes into the
+    header's __metadata__ when given, keys sorted. The header is padded with spaces to a multiple of 8."""
+    rank = {name: i for i, name in enumerate(WRITE_ORDER)}
+    dtypes = {}
+    for name, array in tensors.items():
+        dtype = DTYPE_NAMES.get(np.asarray(array).dtype)
+        if dtype is None:
+            raise SafetensorsError(f"tensor {name!r}: dtype {np.asarray(array).dtype} has no safetensors name "
+                                   f"(supported: {', '.join(DTYPES)})")
+        dtypes[name] = dtype
+    order = sorted(tensors, key=lambda name: (rank[dtypes[name]], name))
+    header, offset = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}, 0
+    for name in order:
+        nbytes = np.asarray(tensors[name]).nbytes
+        header[name] = {"dtype": dtypes[name], "shape": list(np.shape(tensors[name])),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    file.write(len(encoded).to_bytes(8, "little"))
+    file.write(encoded)
+    for name in order:
+        file.write(np.ascontiguousarray(tensors[name]).data)
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """The bytes write_safetensors writes."""
+    buffer = io.BytesIO()
+    write_safetensors(buffer, tensors, metadata)
+    return buffer.getvalue()
 
 
 def to_float32(array):
@@ -96,6 +152,7 @@ def to_float32(array):
 
 
 def _parse_header(raw, source):
+    _check_header_size(raw, source)
     try:
         header = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -103,6 +160,34 @@ def _parse_header(raw, source):
     if not isinstance(header, dict):
         raise SafetensorsError(f"{source}: header must be a JSON object, got {type(header).__name__}")
     return header
+
+
+def _check_header_size(raw, source):
+    """Refuse a header that cannot be a tensor table before json.loads builds it: too many values
+    (counted in C, a megabyte at a time, so a huge one stops early), or nested deeper than a
+    table (one pass over strings and brackets that builds no JSON objects)."""
+    items = 0
+    for start in range(0, len(raw), _COUNT_CHUNK):
+        chunk = bytes(raw[start : start + _COUNT_CHUNK])
+        items += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+        if items > MAX_HEADER_ITEMS:
+            raise SafetensorsError(
+                f"{source}: header holds more than {MAX_HEADER_ITEMS:,} JSON values (commas and brackets in "
+                f"its first {start + len(chunk):,} bytes), more than this reader takes for a tensor table "
+                "(about 10 per tensor): refused before parsing"
+            )
+    depth = 0
+    for token in _STRINGS_AND_BRACKETS.finditer(raw):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_HEADER_DEPTH:
+                raise SafetensorsError(
+                    f"{source}: header nests deeper than a tensor table ({MAX_HEADER_DEPTH} levels: "
+                    f"table, tensor entry, shape) at byte {token.start()}: refused before parsing"
+                )
+        elif bracket in (b"]", b"}"):
+            depth -= 1
 
 
 def _check_metadata(metadata, source):
@@ -154,12 +239,24 @@ def _view(body, dtype, shape, begin, end):
     return array if array.flags.aligned else array.copy()
 
 
-def _check_no_overlap(spans, source):
+def _check_tiling(spans, body_len, source):
+    """The tensors must cover the data section exactly, as the Rust reader requires: a gap or
+    bytes after the last tensor are data no tensor describes (or a file padded to look bigger)."""
     previous_end, previous_name = 0, None
     for begin, end, name in sorted(spans):
         if begin < previous_end:
             raise SafetensorsError(
                 f"{source}: tensor {name!r} (data bytes {begin}-{end}) overlaps tensor {previous_name!r}"
             )
-        if end > previous_end:
-            previous_end, previous_name = end, name
+        if begin > previous_end:
+            after = f"after tensor {previous_name!r}" if previous_name else "at the start of the data section"
+            raise SafetensorsError(
+                f"{source}: data bytes {previous_end}-{begin} {after} belong to no tensor "
+                f"(before tensor {name!r}); the tensors must cover the data section with no gap"
+            )
+        previous_end, previous_name = end, name
+    if previous_end < body_len:
+        raise SafetensorsError(
+            f"{source}: {body_len - previous_end:,} bytes after the last tensor (the tensors end at byte "
+            f"{previous_end:,} of the {body_len:,}-byte data section); a safetensors file holds nothing after them"
+        )

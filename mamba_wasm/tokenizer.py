@@ -20,11 +20,15 @@ sequences. References: https://github.com/huggingface/tokenizers/tree/main/token
 import heapq
 import json
 import operator
+import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import InputError, TokenizerError
+from .errors import InputError, TokenizerError, without_traceback
+from .gguf import read_gguf
+from .gguf_tokenizer import tokenizer_json_from_gguf
 from .unicode_classes import (
     LETTERS,
     NFC_NON_STARTERS,
@@ -35,6 +39,12 @@ from .unicode_classes import (
 )
 
 EOS_TOKEN = "<|endoftext|>"
+# GPT-NeoX's tokenizer.json is 2.1 MB and the biggest in common use (256k-token vocabularies)
+# some 35 MB; a bigger file is refused before it is parsed.
+MAX_TOKENIZER_BYTES = 67_108_864  # 64 MiB
+# Units of work (a word, a character to merge, a merge) between two slices of encode_steps:
+# ~5 ms natively, some 25 ms in Pyodide.
+ENCODE_SLICE = 4096
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,6 +102,32 @@ _L, _N, _S, _W = (_char_class(t) for t in (LETTERS, NUMBERS, WHITE_SPACE, WORD))
 GPT2_SPLIT = re.compile(
     rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{_L}]+| ?[{_N}]+| ?[^{_S}{_L}{_N}]+|[{_S}]+(?![^{_S}])|[{_S}]+"
 )
+# Characters split per call of _split_words (~10 ms natively): a long text is cut as it is encoded.
+_SPLIT_CHARS = 8 * 4096
+
+
+def _split_words(piece: str) -> Iterator[list[str]]:
+    """GPT2_SPLIT.findall(piece), in lists of the words of about _SPLIT_CHARS characters each.
+
+    The pattern's matches tile the text (every character is a letter, a number, white space or
+    something else), so a chunk's words end where the next chunk starts. Only a chunk's last word
+    can be cut short by the chunk's end (no other match or lookahead reaches it): it is split
+    again with the next chunk; a single word longer than a chunk widens the chunk.
+    """
+    position, size = 0, _SPLIT_CHARS
+    while position < len(piece):
+        end = position + size
+        words = GPT2_SPLIT.findall(piece, position, end)
+        if end < len(piece):
+            if len(words) < 2:
+                size *= 2
+                continue
+            words.pop()
+            size = _SPLIT_CHARS
+        position += sum(map(len, words))
+        yield words
+
+
 _SPACE_AT_START = re.compile(rf"[{_S}]*")
 _SPACE_AT_END = re.compile(rf"[{_S}]*\Z")
 # Added tokens' single_word check uses Rust's \w, which unlike Python's has marks and lacks No.
@@ -228,16 +264,20 @@ class Tokenizer:
         self._bytes_cache: dict[int, bytes] = {}
 
     @classmethod
+    @without_traceback  # a kept error must not keep the file's text alive
     def from_file(cls, path) -> "Tokenizer":
         try:
+            _check_tokenizer_size(os.path.getsize(path), str(path))
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
-            raise TokenizerError(f"{path}: cannot read tokenizer file ({e.strerror or e})") from e
+            raise TokenizerError(f"{path}: cannot read tokenizer file ({e.strerror or e})") from None
         return cls.from_json(data, source=str(path))
 
     @classmethod
+    @without_traceback  # a kept error must not keep the file's text and parsed JSON alive
     def from_json(cls, text: str | bytes, source: str = "tokenizer.json") -> "Tokenizer":
+        _check_tokenizer_size(len(text), source)  # characters of a str: at most its UTF-8 bytes
         try:
             spec = json.loads(text)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
@@ -245,6 +285,12 @@ class Tokenizer:
         if not isinstance(spec, dict):
             raise TokenizerError(f"{source}: expected a JSON object at the top level")
         return cls(spec, source)
+
+    @classmethod
+    def from_gguf(cls, gguf, source: str = "model.gguf") -> "Tokenizer":
+        """The tokenizer in a llama.cpp .gguf file's metadata: its bytes, or a GGUFFile already read."""
+        gguf = gguf if hasattr(gguf, "metadata") else read_gguf(gguf, source)
+        return cls(tokenizer_json_from_gguf(gguf), gguf.source)
 
     # -- vocabulary ----------------------------------------------------------------------------
 
@@ -268,39 +314,59 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids for text, the same as HF `Tokenizer.encode(text).ids`."""
-        text = _replace_lone_surrogates(text)
         ids: list[int] = []
+        for part in self.encode_steps(text):
+            ids += part
+        return ids
+
+    def encode_steps(self, text: str) -> Iterator[list[int]]:
+        """`encode` in slices of bounded work: yields lists of ids (possibly empty) whose
+        concatenation is encode(text), each after at most ENCODE_SLICE units of work (a word, a
+        character, a merge), a few milliseconds natively. A caller that must stay responsive (the
+        web worker, which honours Stop between two slices) drives it one next() at a time: a
+        prompt of a million spaces is one word of a million characters, seconds of merging."""
+        text = _replace_lone_surrogates(text)
+        work = _WorkMeter()
         for raw, token in self._raw_matcher.split(text):
             if token:
-                ids.append(token.id)
+                work.ids.append(token.id)
                 continue
             for piece, token in self._normalized_matcher.split(self._normalize(raw)):
                 if token:
-                    ids.append(token.id)
+                    work.ids.append(token.id)
                 else:
-                    self._encode_piece(piece, ids)
-        return ids
+                    yield from self._encode_piece(piece, work)
+            if work.spent(1):
+                yield work.take()
+        yield work.take()
 
     def _normalize(self, text: str) -> str:
         return nfc(text) if self._nfc else text
 
-    def _encode_piece(self, piece: str, ids: list[int]) -> None:
-        """Pre-tokenize a piece that holds no added token, and append each word's BPE ids."""
+    def _encode_piece(self, piece: str, work: "_WorkMeter") -> Iterator[list[int]]:
+        """Pre-tokenize a piece that holds no added token, and add each word's BPE ids to
+        work.ids, yielding them whenever a slice of work is spent."""
         if not piece:
             return
         if self._add_prefix_space and not piece.startswith(" "):
             piece = " " + piece
-        for word in GPT2_SPLIT.findall(piece):
-            cached = self._word_cache.get(word)
-            if cached is None:
-                byte_word = word.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_CHARS)
-                cached = self._bpe(byte_word)
-                if len(self._word_cache) < self._CACHE_SIZE and len(word) < self._CACHE_WORD_LENGTH:
-                    self._word_cache[word] = cached
-            ids.extend(cached)
+        for words in _split_words(piece):
+            ids = work.ids
+            for word in words:
+                cached = self._word_cache.get(word)
+                if cached is None:
+                    byte_word = word.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_CHARS)
+                    cached = yield from self._bpe(byte_word, work)
+                    ids = work.ids  # a slice may have been handed out meanwhile
+                    if len(self._word_cache) < self._CACHE_SIZE and len(word) < self._CACHE_WORD_LENGTH:
+                        self._word_cache[word] = cached
+                ids += cached
+            if work.spent(len(words)):
+                yield work.take()
 
-    def _bpe(self, word: str) -> list[int]:
-        """Merge a word's characters, lowest rank first, leftmost first among equal ranks.
+    def _bpe(self, word: str, work: "_WorkMeter") -> Iterator[list[int]]:
+        """Merge a word's characters, lowest rank first, leftmost first among equal ranks; a
+        generator that returns the word's ids and yields work.take() between slices of merging.
 
         Mirrors `BPE::merge_word` and `Word::merge_all`: a heap of candidate merges over a linked
         list of symbols, so a very long word (a page of CJK text is one \\p{L}+ word) stays
@@ -308,19 +374,27 @@ class Tokenizer:
         """
         if self._ignore_merges and word in self._vocab:
             return [self._vocab[word]]
-        symbols = self._initial_symbols(word)
+        symbols = yield from self._initial_symbols(word, work)
         merges = self._merges
         n = len(symbols)
         following = list(range(1, n)) + [-1]
         preceding = list(range(-1, n - 1))
         alive = [True] * n
         heap = []
-        for pos in range(n - 1):
-            merge = merges.get((symbols[pos], symbols[pos + 1]))
-            if merge:
-                heap.append((merge[0], pos, merge[1]))
+        for start in range(0, n - 1, ENCODE_SLICE):  # slices: only a huge word has more than one
+            for pos in range(start, min(start + ENCODE_SLICE, n - 1)):
+                merge = merges.get((symbols[pos], symbols[pos + 1]))
+                if merge:
+                    heap.append((merge[0], pos, merge[1]))
+            if work.spent(min(ENCODE_SLICE, n - 1 - start)):
+                yield work.take()
         heapq.heapify(heap)
+        pops = 0
         while heap:
+            pops += 1
+            if pops == ENCODE_SLICE:
+                pops = 0
+                yield work.take()
             _, pos, new_id = heapq.heappop(heap)
             right = following[pos]
             if not alive[pos] or right == -1:
@@ -341,18 +415,23 @@ class Tokenizer:
                 heapq.heappush(heap, (merge[0], pos, merge[1]))
         return [s for s, keep in zip(symbols, alive) if keep]
 
-    def _initial_symbols(self, word: str) -> list[int]:
+    def _initial_symbols(self, word: str, work: "_WorkMeter") -> Iterator[list[int]]:
         """One id per character; a character missing from the vocabulary becomes the unk token
-        (consecutive ones fused when fuse_unk) or, without an unk token, is dropped, as in HF."""
+        (consecutive ones fused when fuse_unk) or, without an unk token, is dropped, as in HF.
+        A generator that returns the ids, yielding between slices of a huge word."""
         symbols: list[int] = []
         previous_unknown = False
-        for c in word:
-            token_id = self._vocab.get(c)
-            if token_id is not None:
-                symbols.append(token_id)
-            elif self._unk_id is not None and not (self._fuse_unk and previous_unknown):
-                symbols.append(self._unk_id)
-            previous_unknown = token_id is None
+        for start in range(0, len(word), ENCODE_SLICE):
+            chunk = word[start : start + ENCODE_SLICE]
+            for c in chunk:
+                token_id = self._vocab.get(c)
+                if token_id is not None:
+                    symbols.append(token_id)
+                elif self._unk_id is not None and not (self._fuse_unk and previous_unknown):
+                    symbols.append(self._unk_id)
+                previous_unknown = token_id is None
+            if work.spent(len(chunk)):
+                yield work.take()
         return symbols
 
     # -- decode --------------------------------------------------------------------------------
@@ -387,6 +466,24 @@ class Tokenizer:
             data = token.encode("utf-8")
         self._bytes_cache[index] = data
         return data
+
+
+class _WorkMeter:
+    """The ids encode_steps has found but not yet handed out, and the work done since it last
+    handed them out, so it can yield after every ENCODE_SLICE units."""
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.units = 0
+
+    def spent(self, units: int) -> bool:
+        """Count `units` more; True when a slice is used up (then take() what was found)."""
+        self.units += units
+        return self.units >= ENCODE_SLICE
+
+    def take(self) -> list[int]:
+        ids, self.ids, self.units = self.ids, [], 0
+        return ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,6 +619,14 @@ def _read_added_tokens(specs, source: str) -> list[AddedToken]:
 
 def _is_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_tokenizer_size(size: int, source: str) -> None:
+    if size > MAX_TOKENIZER_BYTES:
+        raise TokenizerError(
+            f"{source}: {size:,} bytes is too large for a tokenizer.json (the limit is "
+            f"{MAX_TOKENIZER_BYTES:,} bytes; GPT-NeoX's is 2.1 MB): refused before parsing"
+        )
 
 
 def _describe(spec) -> str:

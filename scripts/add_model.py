@@ -1,24 +1,35 @@
 #!/usr/bin/env python3
-"""Convert a local Mamba checkpoint into the site's models/ folder, then check its logits.
+"""Convert a local Mamba or Mamba-2 checkpoint into the site's models/ folder, then check its logits.
 
     python3 build.py add-model PATH [--dtype f32|f16|bf16] [--name NAME] [--tokenizer FILE]
                                     [--description TEXT] [--force] [--tolerance X] [--models-dir DIR]
+                                    [--shard-size SIZE]
+    python3 build.py add-model --remove NAME [--models-dir DIR]
 
 build.py runs this file with a Python that has NumPy; torch is needed only for pytorch_model.bin.
 
 Input, the folder PATH, in either layout mamba_wasm reads (the key mapping is in mamba_wasm/config.py):
-    config.json         transformers' MambaConfig keys (hidden_size, ...) or state-spaces/mamba's
-                        (d_model, n_layer, ssm_cfg, ...)
+    config.json         transformers' MambaConfig or Mamba2Config keys (hidden_size, ...) or
+                        state-spaces/mamba's (d_model, n_layer, ssm_cfg, ...; ssm_cfg.layer "Mamba2")
     model.safetensors   or model.safetensors.index.json with its shards, or pytorch_model.bin (or
                         pytorch_model.bin.index.json with its shards), read by torch.load(weights_only=True)
     tokenizer.json      the HF `tokenizers` file the page tokenizes with (or --tokenizer FILE)
+or PATH is one llama.cpp .gguf file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K), read by mamba_wasm's
+GGUF loader: its tensors dequantized to float32 (ssm_a's A = -exp(A_log) written back as A_log), its
+metadata as an HF config.json, and its tokenizer as tokenizer.json unless --tokenizer is given.
 Output, models/NAME/ in transformers' layout, which both the page and
-MambaForCausalLM.from_pretrained load:
+MambaForCausalLM.from_pretrained (Mamba2ForCausalLM for a Mamba-2) load:
     config.json         HF keys; an original checkpoint's padded vocabulary (50277 -> 50280) is kept
-    model.safetensors   every tensor at --dtype: f32 (default, lossless from f32), f16 (half the
-                        download) or bf16; written by the NumPy writer below (no safetensors library)
+    model.safetensors   every tensor at --dtype: by default the source's own (f32 when it mixes
+                        dtypes), so nothing is rounded and nothing grows; f16 halves an f32 download.
+                        Written by mamba_wasm.safetensors' NumPy writer (no safetensors library).
+                        With --shard-size, files of at most that size (one tensor larger than it gets
+                        a file of its own) named model-0000X-of-0000Y.safetensors, plus
+                        model.safetensors.index.json, as transformers' save_pretrained writes them
     tokenizer.json      copied
-and NAME's entry in models/index.json (appended, or replaced in place with --force).
+and NAME's entry in models/index.json (appended, or replaced in place with --force), marked as
+added by add-model: `--remove NAME` deletes such a model (folder and entry), but not the default
+one while other models remain.
 
 Verification: the converted folder is loaded by mamba_wasm (the loader the page runs) and run over
 PROMPT_LENGTH fixed token ids, as are the source and the source with its weights rounded to --dtype.
@@ -33,7 +44,6 @@ and, for f16/bf16, a rounded copy are held at once (about 4x the f32 size).
 """
 
 import argparse
-import io
 import json
 import os
 import re
@@ -52,19 +62,32 @@ from mamba_wasm.checkpoint import (  # noqa: E402  (the loader's own readers: we
     CONFIG_FILE,
     EMBEDDING_KEY,
     INDEX_FILE,
+    LAYER_PREFIX,
     LM_HEAD_KEY,
+    NORM_F_KEY,
     SINGLE_FILE,
+    _layer_keys,
     load_model_from_files,
     read_folder,
     read_tensors,
 )
+from mamba_wasm.gguf import read_gguf  # noqa: E402
+from mamba_wasm.gguf_checkpoint import is_gguf, load_gguf_model  # noqa: E402
+from mamba_wasm.gguf_tokenizer import tokenizer_json_from_gguf  # noqa: E402
 from mamba_wasm.config import config_from_json  # noqa: E402
-from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, to_float32  # noqa: E402
+from mamba_wasm.safetensors import (  # noqa: E402
+    BFLOAT16,
+    DTYPE_NAMES,
+    safetensors_bytes,
+    to_float32,
+    write_safetensors,
+)
 
 BIN_FILE = "pytorch_model.bin"
 BIN_INDEX_FILE = "pytorch_model.bin.index.json"
 TOKENIZER_FILE = "tokenizer.json"
-OUTPUT_FILES = [CONFIG_FILE, SINGLE_FILE, TOKENIZER_FILE]
+ADDED_BY = "add-model"  # the mark on the index entries this script wrote, which --remove may delete
+SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 DEFAULT_MODELS_DIR = os.path.join(ROOT, "models")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one folder name: no '/', no leading '.'
 
@@ -89,7 +112,10 @@ class ConversionError(MambaWasmError):
 
 def read_checkpoint(folder):
     """config.json plus model.safetensors, or its index and shards; a pytorch_model.bin checkpoint
-    is re-encoded as one in-memory model.safetensors so that one loader checks every layout."""
+    (or a .gguf file) is re-encoded as one in-memory model.safetensors so that one loader checks
+    every layout."""
+    if is_gguf(folder) and os.path.isfile(folder):
+        return read_gguf_checkpoint(folder)
     if not os.path.exists(folder):
         raise ConversionError(f"{folder}: no such folder")
     if not os.path.isdir(folder):
@@ -104,10 +130,32 @@ def read_checkpoint(folder):
             f"{folder}: no weights found (expected {SINGLE_FILE}, {INDEX_FILE} with its shards, "
             f"{BIN_FILE} or {BIN_INDEX_FILE})"
         )
-    buffer = io.BytesIO()
-    write_safetensors(buffer, _read_pytorch_bin(folder))
-    files[SINGLE_FILE] = buffer.getvalue()
+    files[SINGLE_FILE] = safetensors_bytes(_read_pytorch_bin(folder))
     return files
+
+
+def read_gguf_checkpoint(path):
+    """{config.json, model.safetensors} in HF layout, float32, from a .gguf file (see the docstring)."""
+    model = load_gguf_model(read_gguf(_read(os.path.dirname(path), os.path.basename(path)), path))
+    config, weights = model.config, model.weights
+    if config.architecture != "Mamba-1":
+        raise ConversionError(
+            f"{path}: a {config.architecture} file; add-model converts Mamba-1 .gguf files only "
+            "(load_model reads this one directly)"
+        )
+    tensors = {EMBEDDING_KEY["hf"]: weights.embedding, NORM_F_KEY: weights.norm_f}
+    if not config.tie_embeddings:
+        tensors[LM_HEAD_KEY] = weights.lm_head
+    for i, layer in enumerate(weights.layers):
+        for field, spec in _layer_keys(config).items():
+            if spec is not None:
+                tensors[LAYER_PREFIX.format(i=i) + spec[0]] = getattr(layer, field).reshape(spec[1])
+    for i in range(config.n_layer):
+        key = LAYER_PREFIX.format(i=i) + "mixer.A_log"
+        tensors[key] = np.log(-tensors[key])  # the loader computes A = -exp(A_log) again
+    buffer = io.BytesIO()
+    write_safetensors(buffer, tensors)
+    return {CONFIG_FILE: json.dumps(hf_config({}, config, "f32")), SINGLE_FILE: buffer.getvalue()}
 
 
 def _read_pytorch_bin(folder):
@@ -163,11 +211,19 @@ def _read(folder, name):
 # Converting: HF keys for config.json and for the tensors, every tensor at the chosen dtype
 # ---------------------------------------------------------------------------------------------
 
+def source_dtype(tensors):
+    """The dtype that holds every tensor of the source exactly: its own, or f32 when it mixes dtypes."""
+    names = {DTYPE_NAMES[array.dtype] for array in tensors.values()}
+    return names.pop().lower() if len(names) == 1 and names <= {"F32", "F16", "BF16"} else "f32"
+
+
 def hf_config(raw, config, dtype):
-    """config.json for transformers' MambaConfig. An HF source keeps all its keys."""
+    """config.json for transformers' MambaConfig or Mamba2Config. An HF source keeps all its keys."""
     if config.layout == "hf":
         out = dict(raw)
         out.pop("torch_dtype", None)  # transformers 4.x's name for "dtype"
+    elif config.architecture == "Mamba-2":
+        out = hf_mamba2_config(raw, config)
     else:
         out = {
             "architectures": ["MambaForCausalLM"],
@@ -189,6 +245,38 @@ def hf_config(raw, config, dtype):
         }
     out["dtype"] = HF_DTYPE_NAMES[dtype]
     return out
+
+
+def hf_mamba2_config(raw, config):
+    """transformers' Mamba2Config keys for a state-spaces Mamba-2. Its gated RMSNorm's epsilon is
+    fixed at 1e-5 there, and transformers uses layer_norm_epsilon for both norms: a norm_epsilon other
+    than 1e-5 cannot be written, which add_model's config round trip reports."""
+    return {
+        "architectures": ["Mamba2ForCausalLM"],
+        "model_type": "mamba2",
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layer,
+        "vocab_size": config.vocab_size,  # padded, as many as the embedding's rows
+        "state_size": config.d_state,
+        "conv_kernel": config.d_conv,
+        "expand": config.expand,
+        "num_heads": config.n_heads,
+        "head_dim": config.head_dim,
+        "n_groups": config.n_groups,
+        "chunk_size": config.chunk_size,
+        "time_step_limit": [_json_float(limit) for limit in config.dt_limit],
+        "layer_norm_epsilon": config.norm_eps,
+        "use_bias": config.proj_bias,
+        "use_conv_bias": config.conv_bias,
+        "tie_word_embeddings": config.tie_embeddings,
+        "residual_in_fp32": raw.get("residual_in_fp32", True),
+        "hidden_act": "silu",
+    }
+
+
+def _json_float(value):
+    """Infinity as transformers writes it ({"__float__": "Infinity"}): JSON has no infinity."""
+    return {"__float__": "Infinity"} if value == float("inf") else value
 
 
 def hf_tensors(tensors, config):
@@ -226,29 +314,42 @@ def cast(array, dtype, key):
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing a .safetensors file (format: see mamba_wasm/safetensors.py, which reads it back)
-# ---------------------------------------------------------------------------------------------
+def write_weights(folder, tensors, shard_size=None):
+    """Write {HF key: array} into `folder`: model.safetensors, or, when they exceed shard_size bytes,
+    shards of at most that size (a bigger tensor alone) and their index. Returns the file names."""
+    groups, size = [[]], 0
+    for key, array in tensors.items():
+        if shard_size is not None and groups[-1] and size + array.nbytes > shard_size:
+            groups.append([])
+            size = 0
+        groups[-1].append(key)
+        size += array.nbytes
+    if len(groups) == 1:
+        with open(os.path.join(folder, SINGLE_FILE), "wb") as file:
+            write_safetensors(file, tensors, metadata={"format": "pt"})
+        return [SINGLE_FILE]
+    shards = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    weight_map = {}
+    for shard, keys in zip(shards, groups):
+        with open(os.path.join(folder, shard), "wb") as file:
+            write_safetensors(file, {key: tensors[key] for key in keys}, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(keys, shard))
+    index = {"metadata": {"total_size": sum(array.nbytes for array in tensors.values())},
+             "weight_map": dict(sorted(weight_map.items()))}
+    with open(os.path.join(folder, INDEX_FILE), "w", encoding="utf-8") as file:
+        file.write(json.dumps(index, indent=2) + "\n")
+    return [INDEX_FILE, *shards]
 
-def write_safetensors(file, tensors, metadata=None):
-    """Write {name: array} (F32, F16 or BF16) to the binary file object `file`, as the
-    `safetensors` library does: wider dtypes first, then by name, with no gaps, so that each
-    tensor starts at a multiple of its itemsize; the header is padded with spaces to 8 bytes."""
-    order = sorted(tensors, key=lambda name: (-tensors[name].dtype.itemsize, name))
-    header, offset = {"__metadata__": metadata or {"format": "pt"}}, 0
-    for name in order:
-        array = tensors[name]
-        dtype = DTYPE_NAMES.get(array.dtype)
-        if dtype not in ("F32", "F16", "BF16"):
-            raise ConversionError(f"tensor {name!r}: dtype {array.dtype} cannot be written (F32, F16, BF16)")
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    file.write(len(encoded).to_bytes(8, "little"))
-    file.write(encoded)
-    for name in order:
-        file.write(np.ascontiguousarray(tensors[name]).data)
+
+def parse_size(text):
+    """Bytes from '500MB', '2GB', '1.5GiB' or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B|B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ConversionError(f"shard size {text!r}: expected bytes, or a number with KB, MB, GB (or KiB, MiB, GiB)")
+    size = int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "").upper()])
+    if size < 1:
+        raise ConversionError(f"shard size {text!r}: must be at least 1 byte")
+    return size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +368,7 @@ def relative_error(logits, reference):
 
 def model_from_tensors(config_text, tensors, source):
     """A model from in-memory tensors in any layout, through the same loader as a folder."""
-    buffer = io.BytesIO()
-    write_safetensors(buffer, tensors)
-    return load_model_from_files({CONFIG_FILE: config_text, SINGLE_FILE: buffer.getvalue()}, source)
+    return load_model_from_files({CONFIG_FILE: config_text, SINGLE_FILE: safetensors_bytes(tensors)}, source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +417,35 @@ def register(models_dir, entry):
     else:
         models.append(entry)
     index.setdefault("default", entry["name"])
-    index = {"default": index.pop("default"), **index}
+    _write_index(models_dir, {"default": index.pop("default"), **index})
+
+
+def remove_model(name, models_dir=DEFAULT_MODELS_DIR, log=print):
+    """Delete a model add-model registered: its entry in models/index.json, then its folder."""
+    index = read_index(models_dir)
+    entries = [entry for entry in index.get("models", []) if entry.get("name") == name]
+    if not entries:
+        listed = ", ".join(repr(entry.get("name")) for entry in index.get("models", [])) or "none"
+        raise ConversionError(f"no model named {name!r} in {os.path.join(models_dir, 'index.json')} (listed: {listed})")
+    entry = entries[0]
+    if entry.get("added_by") != ADDED_BY:
+        raise ConversionError(f"{name!r} was not added by add-model, so it is left alone; edit "
+                              f"{os.path.join(models_dir, 'index.json')} by hand to remove it")
+    if index.get("default") == name and len(index["models"]) > 1:
+        raise ConversionError(f"{name!r} is the site's default model; make another model the \"default\" in "
+                              f"{os.path.join(models_dir, 'index.json')} first")
+    path = entry.get("path", name)
+    if not isinstance(path, str) or not NAME_PATTERN.fullmatch(path):
+        raise ConversionError(f"{name!r}: its path {path!r} is not a folder name inside {models_dir}; not removing it")
+    index["models"] = [other for other in index["models"] if other is not entry]
+    if index.get("default") == name:  # it was the only model
+        del index["default"]
+    _write_index(models_dir, index)
+    shutil.rmtree(os.path.join(models_dir, path), ignore_errors=True)
+    log(f"removed {name!r}: {os.path.join(models_dir, path)} and its entry in {os.path.join(models_dir, 'index.json')}")
+
+
+def _write_index(models_dir, index):
     path = os.path.join(models_dir, "index.json")
     with open(path + ".tmp", "w", encoding="utf-8") as file:
         file.write(json.dumps(index, indent=2, ensure_ascii=False) + "\n")
@@ -340,30 +467,44 @@ def _install(staging, target):
 # The whole conversion
 # ---------------------------------------------------------------------------------------------
 
-def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tokenizer=None,
-              description=None, force=False, tolerance=None, log=print):
+def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype=None, tokenizer=None,
+              description=None, force=False, tolerance=None, log=print, shard_size=None):
     """Convert the checkpoint folder `source` into models_dir/NAME, verify it, register it.
+    dtype None keeps the source's; shard_size (bytes) splits the weights into files of at most that.
     Returns (index entry, conversion error, rounding error); see the module docstring."""
-    if dtype not in HF_DTYPE_NAMES:
+    if dtype is not None and dtype not in HF_DTYPE_NAMES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose one of {', '.join(HF_DTYPE_NAMES)}")
     if not os.path.isdir(models_dir):
         raise ConversionError(f"{models_dir}: the models folder does not exist")
     source = os.path.normpath(source)
-    name = os.path.basename(os.path.abspath(source)) if name is None else name
+    from_gguf = is_gguf(source) and os.path.isfile(source)
+    if name is None:
+        name = os.path.basename(os.path.abspath(source))
+        name = name[: -len(".gguf")] if from_gguf else name
     check_name(name, models_dir, force)
-    tokenizer = os.path.join(source, TOKENIZER_FILE) if tokenizer is None else tokenizer
     files = read_checkpoint(source)
-    if not os.path.isfile(tokenizer):
-        raise ConversionError(
-            f"{tokenizer} is missing: the page needs the model's tokenizer.json. Pass --tokenizer FILE, or "
-            "download it from the model's hub page (state-spaces/mamba-* models use EleutherAI/gpt-neox-20b's: "
-            "https://huggingface.co/EleutherAI/gpt-neox-20b/resolve/main/tokenizer.json)"
-        )
-    vocab = Tokenizer.from_file(tokenizer).vocab_size  # the page's tokenizer must read it
+    if tokenizer is None and from_gguf:
+        tokenizer_json = tokenizer_json_from_gguf(read_gguf(_read("", source), source))
+        tokenizer_bytes = json.dumps(tokenizer_json, ensure_ascii=False).encode("utf-8")
+        tokenizer = f"{source} (its tokenizer)"
+    else:
+        tokenizer = os.path.join(source, TOKENIZER_FILE) if tokenizer is None else tokenizer
+        if not os.path.isfile(tokenizer):
+            raise ConversionError(
+                f"{tokenizer} is missing: the page needs the model's tokenizer.json. Pass --tokenizer FILE, or "
+                "download it from the model's hub page (state-spaces/mamba-* models use EleutherAI/gpt-neox-20b's: "
+                "https://huggingface.co/EleutherAI/gpt-neox-20b/resolve/main/tokenizer.json)"
+            )
+        tokenizer_bytes = _read("", tokenizer)
+    vocab = Tokenizer.from_json(tokenizer_bytes, tokenizer).vocab_size  # the page's tokenizer must read it
 
     source_model = load_model_from_files(files, source)  # checks every tensor's name, shape, finiteness
     config = source_model.config
-    log(f"read {source}: {config.layout} layout, {source_model.n_params:,} parameters")
+    log(f"read {source}: {config.architecture}, {config.layout} layout, {source_model.n_params:,} parameters")
+    if dtype is None:
+        # A GGUF file is dequantized to float32 at load: its quantized types have no safetensors dtype
+        dtype = "f32" if from_gguf else source_dtype(read_tensors(files, source)[0])
+        log(f"writing {dtype}, the source's dtype (--dtype to change it)")
     if vocab > config.vocab_size:
         log(f"warning: {tokenizer} has {vocab} tokens but the model only {config.vocab_size}; "
             "prompts holding the extra ids will be refused")
@@ -372,6 +513,10 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
         raise ConversionError(f"{source}/{CONFIG_FILE}: the HF config written would describe another model")
     ids = prompt_ids(config.vocab_size)
     reference = source_model.forward(ids)  # (l, v)
+    if from_gguf:  # the HF tensors must give the .gguf file's own model (A_log = log(-A) round trip)
+        gguf_error = relative_error(load_model(source).forward(ids), reference)
+        if not gguf_error <= CONVERSION_TOLERANCE:
+            raise ConversionError(f"{source}: the HF tensors made from it differ by {gguf_error:.2e} (relative); a bug")
     del source_model
     raw, _ = read_tensors(files, source)
     rounded = {key: cast(array, dtype, key) for key, array in raw.items()}
@@ -385,9 +530,9 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
         os.chmod(staging, 0o755)  # mkdtemp makes it private; it becomes models/NAME
         with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as file:
             file.write(json.dumps(out_config, indent=2) + "\n")
-        with open(os.path.join(staging, SINGLE_FILE), "wb") as file:
-            write_safetensors(file, hf_tensors(rounded, config))
-        shutil.copyfile(tokenizer, os.path.join(staging, TOKENIZER_FILE))
+        files_written = [CONFIG_FILE, *write_weights(staging, hf_tensors(rounded, config), shard_size), TOKENIZER_FILE]
+        with open(os.path.join(staging, TOKENIZER_FILE), "wb") as file:
+            file.write(tokenizer_bytes)
         converted = load_model(staging)
         logits = converted.forward(ids)  # (l, v)
         conversion_error = relative_error(logits, rounded_reference)
@@ -407,7 +552,7 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
                 f"tolerance {tolerance:.1e}; use --dtype f32 (exact) or f16 (8x finer than bf16), or accept it "
                 "with --tolerance. Nothing was registered"
             )
-        size = sum(os.path.getsize(os.path.join(staging, f)) for f in OUTPUT_FILES)
+        size = sum(os.path.getsize(os.path.join(staging, f)) for f in files_written)
         _install(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -417,10 +562,11 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
         "path": name,
         "description": description or f"{os.path.basename(os.path.abspath(source))} converted to {dtype} "
         f"({converted.n_params / 1e6:.2f}M parameters)",
-        "files": OUTPUT_FILES,
+        "files": files_written,
         "size": size,
         "n_params": converted.n_params,
         "dtype": dtype,
+        "added_by": ADDED_BY,
     }
     register(models_dir, entry)
     log(f"wrote {target} ({size:,} bytes) and registered {name!r} in {os.path.join(models_dir, 'index.json')}")
@@ -430,12 +576,18 @@ def add_model(source, models_dir=DEFAULT_MODELS_DIR, name=None, dtype="f32", tok
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="build.py add-model",
-        description="Convert a local Mamba checkpoint (HF or state-spaces layout) into models/NAME "
+        description="Convert a local Mamba checkpoint (HF or state-spaces layout, or llama.cpp .gguf) into models/NAME "
         "and models/index.json, and check that its logits match the source's.",
     )
-    parser.add_argument("path", help="checkpoint folder: config.json, weights, tokenizer.json")
-    parser.add_argument("--dtype", choices=list(HF_DTYPE_NAMES), default="f32",
-                        help="dtype of the written weights (f16 halves the download); default f32")
+    parser.add_argument("path", nargs="?", help="checkpoint folder (config.json, weights, tokenizer.json) "
+                        "or a .gguf file")
+    parser.add_argument("--dtype", choices=list(HF_DTYPE_NAMES),
+                        help="dtype of the written weights (f16 halves an f32 download); default: the source's "
+                        "(f32 when it mixes dtypes)")
+    parser.add_argument("--shard-size", metavar="SIZE", help="write the weights in files of at most SIZE "
+                        "(e.g. 500MB, 2GB, 1GiB) with model.safetensors.index.json; default: one file")
+    parser.add_argument("--remove", metavar="NAME", help="delete the model NAME that add-model added "
+                        "(its folder and its entry in index.json) instead of adding one")
     parser.add_argument("--name", help="folder and index name (default: the checkpoint folder's name)")
     parser.add_argument("--tokenizer", help="tokenizer.json to use (default: PATH/tokenizer.json)")
     parser.add_argument("--description", help="the text the page shows for the model")
@@ -444,9 +596,18 @@ def main(argv=None):
                         f"(default: {', '.join(f'{k} {v:.1e}' for k, v in TOLERANCE.items())})")
     parser.add_argument("--models-dir", default=DEFAULT_MODELS_DIR, help="default: the site's models/")
     args = parser.parse_args(argv)
+    if (args.path is None) == (args.remove is None):
+        parser.error("give a checkpoint folder PATH to add, or --remove NAME")
+    def log(message):
+        print(f"[add-model] {message}", flush=True)
+
     try:
+        if args.remove is not None:
+            remove_model(args.remove, args.models_dir, log=log)
+            return 0
+        shard_size = None if args.shard_size is None else parse_size(args.shard_size)
         add_model(args.path, args.models_dir, args.name, args.dtype, args.tokenizer, args.description,
-                  args.force, args.tolerance, log=lambda message: print(f"[add-model] {message}", flush=True))
+                  args.force, args.tolerance, log=log, shard_size=shard_size)
     except MambaWasmError as exc:
         print(f"add-model: error: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ Targets, each fed the same fuzz bytes through `Choices` (so atheris and hypothes
     checkpoint     a tiny valid checkpoint (HF, original layout, F16/BF16, sharded) with its
                    config.json, index or tensors edited -> load_model_from_files, one model step
     tokenizer      models/tiny-random/tokenizer.json with JSON edits -> Tokenizer, encode, decode
+    gguf           a llama.cpp .gguf fixture with byte edits and 64-bit counts, lengths, offsets
+                   overwritten -> read_gguf, Tokenizer.from_gguf, load_gguf_model, one model step
     encode         arbitrary Unicode (lone surrogates, NUL, RTL marks, added tokens) -> encode;
                    decode(encode(text)) must give the text back when it is NFC
     decode         arbitrary id lists (negative, huge, floats, strings) -> decode
@@ -37,9 +39,12 @@ sys.path.insert(0, str(ROOT))
 import mamba_wasm  # noqa: E402
 from mamba_wasm import MambaWasmError, Session, StreamingDetokenizer, Tokenizer  # noqa: E402
 from mamba_wasm.checkpoint import load_model_from_files  # noqa: E402
-from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, DTYPES, read_safetensors, to_float32  # noqa: E402
+from mamba_wasm.gguf import read_gguf  # noqa: E402
+from mamba_wasm.gguf_checkpoint import load_gguf_model  # noqa: E402
+from mamba_wasm.safetensors import BFLOAT16, DTYPE_NAMES, DTYPES, read_safetensors, safetensors_bytes, to_float32  # noqa: E402
 
 TINY_RANDOM = ROOT / "models" / "tiny-random"
+GGUF_FIXTURES = [ROOT / "tests" / "fixtures" / "gguf" / name for name in ("hf_tied_bias-Q4_0.gguf", "bf16-BF16.gguf")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,22 +178,6 @@ def mutate_bytes(data: bytes, c: Choices) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-def safetensors_bytes(tensors, metadata=None) -> bytes:
-    """Write {name: array} as a .safetensors file (header padded to 8 bytes, as the library does)."""
-    header, chunks, offset = {}, [], 0
-    for name, array in tensors.items():
-        raw = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": DTYPE_NAMES[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
-
-
 def _small_files():
     rng = np.random.default_rng(0)
     mixed = {
@@ -246,6 +235,7 @@ class Fixtures:
     def __init__(self):
         self.safetensors_files = _small_files()
         self.checkpoints = _checkpoints()
+        self.gguf_files = [path.read_bytes() for path in GGUF_FIXTURES]
         self.tokenizer_json = json.loads((TINY_RANDOM / "tokenizer.json").read_text(encoding="utf-8"))
         self.tokenizer = Tokenizer.from_file(TINY_RANDOM / "tokenizer.json")
         self.model = mamba_wasm.load_model(TINY_RANDOM)
@@ -351,6 +341,27 @@ def _mutate_tensors(tensors, c: Choices):
         tensors[name] = np.zeros((0,) + array.shape[1:], np.float32)
 
 
+def fuzz_gguf(c: Choices):
+    data = c.pick(fixtures().gguf_files)
+    for _ in range(c.int(1, 3)):
+        data = _overwrite_gguf_number(data, c) if c.bool() else mutate_bytes(data, c)
+    parsed = read_gguf(c.pick([bytes, bytearray, memoryview])(data), "fuzz.gguf")
+    try:
+        Tokenizer.from_gguf(parsed).encode("Hi <|endoftext|> there")
+    except MambaWasmError:
+        pass
+    model = load_gguf_model(parsed)
+    model.step(0, model.new_state())
+
+
+def _overwrite_gguf_number(data: bytes, c: Choices) -> bytes:
+    """Put an extreme 64-bit value where a count, length, dimension or offset may be (header and
+    tables lie in the first few KB)."""
+    at = c.int(0, min(len(data), 4096) - 1)
+    value = c.pick([0, 1, 3, 31, 33, len(data), len(data) + 1, 2**31, 2**32 - 1, 2**32, 2**63, 2**64 - 1])
+    return data[:at] + value.to_bytes(8, "little") + data[at + 8 :]
+
+
 def fuzz_tokenizer_json(c: Choices):
     spec = fixtures().tokenizer_json
     for _ in range(c.int(1, 3)):
@@ -435,6 +446,7 @@ TARGETS = {
     "safetensors": fuzz_safetensors,
     "checkpoint": fuzz_checkpoint,
     "tokenizer": fuzz_tokenizer_json,
+    "gguf": fuzz_gguf,
     "encode": fuzz_encode,
     "decode": fuzz_decode,
     "detokenizer": fuzz_detokenizer,

@@ -1,4 +1,5 @@
-"""`build.py add-model` (scripts/add_model.py): checkpoints of both layouts converted, checked, registered.
+"""`build.py add-model` (scripts/add_model.py): checkpoints of both layouts and both architectures
+(Mamba-1, Mamba-2) converted, checked, registered.
 
 Every conversion goes into a temporary models folder, never the site's models/. Tolerances: the
 converted files must reproduce the source rounded to the chosen dtype exactly (the converter's own
@@ -7,7 +8,6 @@ transformers' MambaForCausalLM on the converted folder must match mamba_wasm wit
 bound of tests/test_parity.py (both float32; the summation order differs).
 """
 
-import io
 import json
 import os
 import shutil
@@ -20,7 +20,7 @@ import pytest
 
 import mamba_wasm
 from mamba_wasm.errors import ConfigError
-from mamba_wasm.safetensors import BFLOAT16, read_safetensors, to_float32
+from mamba_wasm.safetensors import BFLOAT16, read_safetensors, safetensors_bytes, to_float32
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -35,6 +35,7 @@ SOURCES["tiny-random"] = TINY_RANDOM
 DTYPES = ("f32", "f16", "bf16")
 CASES = [(name, dtype) for name in SOURCES for dtype in DTYPES]
 HF_TOLERANCE = 1e-4
+MODEL_TYPE = {"Mamba-1": "mamba", "Mamba-2": "mamba2"}  # config.architecture -> transformers' model_type
 
 
 def convert(source, models_dir, **options):
@@ -96,7 +97,8 @@ def test_output_is_hf_layout_at_the_chosen_dtype(converted, name, dtype):
     folder = os.path.join(models_dir, results[(name, dtype)][0]["path"])
     assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "tokenizer.json"]
     config = json.loads(open(os.path.join(folder, "config.json")).read())
-    assert config["model_type"] == "mamba" and "d_model" not in config
+    architecture = mamba_wasm.load_model(SOURCES[name]).config.architecture
+    assert config["model_type"] == MODEL_TYPE[architecture] and "d_model" not in config
     assert config["dtype"] == {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype]
     length, header = safetensors_header(os.path.join(folder, "model.safetensors"))
     assert length % 8 == 0
@@ -116,6 +118,29 @@ def test_original_layout_keeps_its_padded_vocabulary(converted):
     assert config["vocab_size"] == 256 and config["hidden_size"] == 40 and config["tie_word_embeddings"] is True
 
 
+def test_mamba2_original_layout_becomes_transformers_mamba2_config(converted):
+    models_dir, results = converted
+    config = json.loads(open(os.path.join(models_dir, "mamba2_original_layout-f32", "config.json")).read())
+    source = json.loads(open(os.path.join(FIXTURES, "mamba2_original_layout", "config.json")).read())
+    assert source["vocab_size"] == 250 and source["ssm_cfg"]["layer"] == "Mamba2"
+    assert config["model_type"] == "mamba2" and config["architectures"] == ["Mamba2ForCausalLM"]
+    assert (config["vocab_size"], config["num_heads"], config["head_dim"], config["n_groups"]) == (256, 8, 10, 2)
+    assert config["time_step_limit"] == [0.0, {"__float__": "Infinity"}]  # as transformers writes infinity
+
+
+def test_mamba2_original_layout_with_another_epsilon_is_refused(tmp_path):
+    """transformers' Mamba2 has one epsilon for both norms; mamba_ssm's gated norm has 1e-5 whatever
+    norm_epsilon says, so another norm_epsilon has no transformers config."""
+    source = tmp_path / "source"
+    shutil.copytree(os.path.join(FIXTURES, "mamba2_original_layout"), source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "norm_epsilon": 1e-6}))
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ConversionError, match="the HF config written would describe another model"):
+        convert(source, tmp_path / "models")
+    assert not os.listdir(tmp_path / "models")
+
+
 def test_index_lists_every_conversion(converted):
     models_dir, results = converted
     index = json.loads(open(os.path.join(models_dir, "index.json")).read())
@@ -124,7 +149,7 @@ def test_index_lists_every_conversion(converted):
     for entry, (name, dtype) in zip(index["models"], CASES):
         folder = os.path.join(models_dir, entry["path"])
         assert entry == results[(name, dtype)][0]
-        assert set(entry) == {"name", "path", "description", "files", "size", "n_params", "dtype"}
+        assert set(entry) == {"name", "path", "description", "files", "size", "n_params", "dtype", "added_by"}
         assert entry["dtype"] == dtype and entry["files"] == ["config.json", "model.safetensors", "tokenizer.json"]
         assert entry["size"] == sum(os.path.getsize(os.path.join(folder, f)) for f in entry["files"])
         assert entry["n_params"] == mamba_wasm.load_model(folder).n_params == mamba_wasm.load_model(SOURCES[name]).n_params
@@ -156,9 +181,11 @@ def test_transformers_loads_the_output(converted, name, dtype):
     transformers.logging.set_verbosity_error()
     models_dir, results = converted
     folder = os.path.join(models_dir, results[(name, dtype)][0]["path"])
-    model, info = transformers.MambaForCausalLM.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ours = mamba_wasm.load_model(folder)
+    hf_class = {"Mamba-1": transformers.MambaForCausalLM,
+                "Mamba-2": transformers.Mamba2ForCausalLM}[ours.config.architecture]
+    model, info = hf_class.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids = add_model.prompt_ids(ours.config.vocab_size)
     with torch.no_grad():
         reference = model.eval()(torch.tensor([ids])).logits[0].numpy()
@@ -233,32 +260,8 @@ def test_corrupt_pytorch_bin(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The writer and the bf16 rounding
+# The bf16 rounding (the writer: tests/test_safetensors.py)
 # ---------------------------------------------------------------------------------------------
-
-def test_writer_aligns_mixed_dtypes_and_the_safetensors_library_reads_it():
-    import torch
-    import safetensors.torch as safetensors_torch
-    rng = np.random.default_rng(0)
-    tensors = {
-        "a": rng.standard_normal(3).astype(np.float16),  # odd byte counts before wider types
-        "b": add_model.cast(rng.standard_normal((5, 1)).astype(np.float32), "bf16", "b"),
-        "c": rng.standard_normal((2, 3)).astype(np.float32),
-        "d": np.zeros((0, 4), np.float32),
-    }
-    buffer = io.BytesIO()
-    add_model.write_safetensors(buffer, tensors)
-    data = buffer.getvalue()
-    assert int.from_bytes(data[:8], "little") % 8 == 0
-    ours = read_safetensors(data)
-    for key, array in tensors.items():
-        assert ours[key].dtype == array.dtype and np.array_equal(to_float32(ours[key]), to_float32(array))
-        assert ours[key].flags.aligned
-    library = safetensors_torch.load(data)
-    for key, array in tensors.items():
-        assert np.array_equal(library[key].float().numpy(), to_float32(array))
-    assert library["b"].dtype == torch.bfloat16
-
 
 def test_bf16_rounding_matches_torch():
     import torch
@@ -276,8 +279,7 @@ def test_overflow_is_refused_with_advice(tmp_path):
     shutil.copytree(SOURCES["hf_untied_nobias"], source)
     tensors = {key: np.array(value) for key, value in read_safetensors((source / "model.safetensors").read_bytes()).items()}
     tensors["backbone.norm_f.weight"][0] = 1e5  # beyond float16's 65504
-    with open(source / "model.safetensors", "wb") as file:
-        add_model.write_safetensors(file, tensors)
+    (source / "model.safetensors").write_bytes(safetensors_bytes(tensors))
     (tmp_path / "models").mkdir()
     with pytest.raises(ConversionError, match=r"'backbone.norm_f.weight'.*overflow f16; use --dtype bf16 or f32"):
         convert(source, tmp_path / "models", dtype="f16")
@@ -336,6 +338,96 @@ def test_name_defaults_to_the_folder_and_entries_keep_the_site_format(tmp_path):
     assert index["default"] == "tiny-random" and index["models"][0] == site_index["models"][0]
     assert index["models"][1] == entry and entry["name"] == entry["path"] == "bf16"
     assert entry["description"] == "A model"
+
+
+def test_the_default_dtype_is_the_sources(tmp_path):
+    for source, dtype in (("bf16", "bf16"), ("f16_sharded", "f16"), ("hf_tied_bias", "f32")):
+        entry, conversion_error, rounding_error = convert(SOURCES[source], tmp_path, name=source)
+        assert entry["dtype"] == dtype and conversion_error == rounding_error == 0.0
+        _, header = safetensors_header(tmp_path / source / "model.safetensors")
+        assert {e["dtype"] for k, e in header.items() if k != "__metadata__"} == {dtype.upper()}
+    bf16_source = sum(os.path.getsize(os.path.join(SOURCES["bf16"], f)) for f in os.listdir(SOURCES["bf16"])
+                      if f.endswith(".safetensors"))
+    assert os.path.getsize(tmp_path / "bf16" / "model.safetensors") <= bf16_source + 4096  # not doubled to f32
+
+
+def test_a_source_mixing_dtypes_is_written_in_f32(tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(SOURCES["hf_untied_nobias"], source)
+    tensors = {key: np.array(value) for key, value in read_safetensors((source / "model.safetensors").read_bytes()).items()}
+    tensors["backbone.norm_f.weight"] = tensors["backbone.norm_f.weight"].astype(np.float16)
+    (source / "model.safetensors").write_bytes(safetensors_bytes(tensors))
+    (tmp_path / "models").mkdir()
+    entry, _, rounding_error = convert(source, tmp_path / "models")
+    assert entry["dtype"] == "f32" and rounding_error == 0.0
+
+
+def test_shard_size_writes_hf_shards_and_an_index_that_load_as_one_model(tmp_path):
+    entry, conversion_error, _ = convert(SOURCES["hf_tied_bias"], tmp_path, name="sharded", shard_size=20_000)
+    folder = tmp_path / "sharded"
+    shards = sorted(f for f in os.listdir(folder) if f.startswith("model-"))
+    assert len(shards) >= 2 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    assert entry["files"] == ["config.json", "model.safetensors.index.json", *shards, "tokenizer.json"]
+    assert sorted(os.listdir(folder)) == sorted(entry["files"])
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    tensors = {}
+    for shard in shards:
+        length, header = safetensors_header(folder / shard)
+        data = {k: v for k, v in header.items() if k != "__metadata__"}
+        assert len(data) == 1 or os.path.getsize(folder / shard) - 8 - length <= 20_000
+        tensors.update(dict.fromkeys(data, shard))
+    assert index["weight_map"] == tensors
+    assert index["metadata"]["total_size"] == sum(os.path.getsize(folder / s) - 8 - safetensors_header(folder / s)[0]
+                                                  for s in shards)
+    assert conversion_error == 0.0
+    source = mamba_wasm.load_model(SOURCES["hf_tied_bias"])
+    ids = add_model.prompt_ids(source.config.vocab_size)
+    assert np.array_equal(mamba_wasm.load_model(str(folder)).forward(ids), source.forward(ids))
+    import torch
+    import transformers
+    reference = transformers.MambaForCausalLM.from_pretrained(folder, dtype=torch.float32)  # reads our shards
+    with torch.no_grad():
+        logits = reference(torch.tensor([ids])).logits[0].numpy()
+    assert relative_error(source.forward(ids), logits) <= HF_TOLERANCE
+
+
+def test_a_big_shard_size_writes_one_file(tmp_path):
+    entry, _, _ = convert(SOURCES["hf_tied_bias"], tmp_path, name="one", shard_size=10**9)
+    assert entry["files"] == ["config.json", "model.safetensors", "tokenizer.json"]
+
+
+@pytest.mark.parametrize("text,size", [("500MB", 500 * 10**6), ("2GB", 2 * 10**9), ("1.5GiB", 3 * 2**29),
+                                       ("123", 123), ("64kib", 65536)])
+def test_shard_sizes_are_read_with_units(text, size):
+    assert add_model.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "big", "5TB", "-1MB", "0"])
+def test_bad_shard_sizes_are_refused(text):
+    with pytest.raises(ConversionError, match="shard size"):
+        add_model.parse_size(text)
+
+
+def test_remove_deletes_an_added_model_and_only_such_a_model(tmp_path):
+    site_index = {"default": "shipped", "models": [{"name": "shipped", "path": "shipped", "description": "x",
+                                                    "files": ["config.json"]}]}
+    (tmp_path / "index.json").write_text(json.dumps(site_index))
+    (tmp_path / "shipped").mkdir()
+    convert(SOURCES["hf_tied_bias"], tmp_path, name="mine")
+    convert(SOURCES["bf16"], tmp_path, name="other")
+    add_model.remove_model("mine", str(tmp_path), log=lambda message: None)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [entry["name"] for entry in index["models"]] == ["shipped", "other"] and index["default"] == "shipped"
+    assert sorted(os.listdir(tmp_path)) == ["index.json", "other", "shipped"]
+    with pytest.raises(ConversionError, match=r"no model named 'mine'.*listed: 'shipped', 'other'"):
+        add_model.remove_model("mine", str(tmp_path))
+    with pytest.raises(ConversionError, match="'shipped' was not added by add-model, so it is left alone"):
+        add_model.remove_model("shipped", str(tmp_path))
+    index["default"] = "other"
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ConversionError, match="'other' is the site's default model"):
+        add_model.remove_model("other", str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["index.json", "other", "shipped"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,3 +498,11 @@ def test_build_py_add_model_end_to_end(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
     assert "add-model: error:" in again.stderr and "--force" in again.stderr and "Traceback" not in again.stderr
+
+    remove = [sys.executable, os.path.join(ROOT, "build.py"), "add-model", "--remove", "cli", "--models-dir", str(tmp_path)]
+    removed = subprocess.run(remove, capture_output=True, text=True, timeout=300)
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed 'cli': {tmp_path / 'cli'}" in removed.stdout
+    assert json.loads((tmp_path / "index.json").read_text())["models"] == [] and not (tmp_path / "cli").exists()
+    neither = subprocess.run(remove[:3] + ["--models-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert neither.returncode == 2 and "give a checkpoint folder PATH to add, or --remove NAME" in neither.stderr

@@ -6,7 +6,6 @@ build fetched it) or, failing that, fetched once by the normal sources.
 """
 
 import hashlib
-import importlib.util
 import io
 import json
 import pathlib
@@ -16,17 +15,11 @@ import zipfile
 
 import pytest
 
+import build  # the repository root is on sys.path (pyproject.toml's pytest pythonpath)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load_build():
-    spec = importlib.util.spec_from_file_location("mamba_wasm_build_under_test", ROOT / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build()
 
 
 @pytest.fixture(scope="module")
@@ -175,26 +168,3 @@ def test_port_in_use_is_a_clear_error():
             build.make_server(ROOT, port=first.server_address[1])
     finally:
         first.server_close()
-
-
-def test_chromium_is_found_by_override_then_on_path(tmp_path, monkeypatch):
-    browser = tmp_path / "my-chromium"
-    browser.write_text("#!/bin/sh\n")
-    browser.chmod(0o755)
-    monkeypatch.setenv("MAMBA_WASM_CHROMIUM", str(browser))
-    assert build.find_chromium() == str(browser)
-    monkeypatch.setenv("MAMBA_WASM_CHROMIUM", str(tmp_path / "missing"))
-    with pytest.raises(build.BuildError, match="MAMBA_WASM_CHROMIUM"):
-        build.find_chromium()
-    monkeypatch.delenv("MAMBA_WASM_CHROMIUM")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    (tmp_path / "chromium-browser").symlink_to(browser)
-    assert build.find_chromium() == str(tmp_path / "chromium-browser")
-
-
-def test_no_chromium_and_not_root_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.delenv("MAMBA_WASM_CHROMIUM", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
-    with pytest.raises(build.BuildError, match="apt-get install -y chromium"):
-        build.ensure_chromium()

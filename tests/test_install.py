@@ -67,3 +67,11 @@ def test_the_installed_command_and_module_generate_from_another_directory(instal
     assert by_command.stdout == by_module.stdout == expected + "\n"
     where = run([bin_dir / "python", "-c", "import mamba_wasm; print(mamba_wasm.__file__)"], cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(bin_dir.parent)  # the installed copy, not the checkout
+
+
+def test_installed_without_a_checkout_the_model_folder_is_required(installed, tmp_path):
+    bin_dir, _ = installed
+    done = subprocess.run([str(bin_dir / "mamba-wasm"), "generate", "--prompt", "x"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no MODEL_DIR given, and no default model beside the package" in done.stderr

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import pathlib
 
-from mamba_wasm import SamplingParams, checkpoint, plan
+from mamba_wasm import SamplingParams, checkpoint, plan, tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -24,6 +24,9 @@ def test_facts_match_the_package():
     assert facts["files"] == {"config": checkpoint.CONFIG_FILE, "single": checkpoint.SINGLE_FILE,
                               "index": checkpoint.INDEX_FILE, "tokenizer": plan.TOKENIZER_FILE}
     assert facts["sampling_defaults"] == {f.name: f.default for f in dataclasses.fields(SamplingParams)}
+    assert facts["limits"] == {"max_shards": checkpoint.MAX_SHARDS, "header_slack_bytes": checkpoint.HEADER_SLACK_BYTES,
+                               "shard_name_pattern": checkpoint.PLAIN_FILE_NAME_PATTERN,
+                               "max_tokenizer_bytes": tokenizer.MAX_TOKENIZER_BYTES}
 
 
 def test_the_page_reads_its_file_names_and_defaults_from_facts():

@@ -1,4 +1,5 @@
-"""mamba_wasm.safetensors against the `safetensors` library, and one test per kind of corruption.
+"""mamba_wasm.safetensors against the `safetensors` library (reading, and writing byte for byte),
+and one test per kind of corruption.
 
 The F32/F16 tests use safetensors.numpy only; the BF16 parity test uses torch when installed
 (NumPy has no bfloat16) and a hand-built file otherwise.
@@ -11,7 +12,15 @@ import numpy as np
 import pytest
 
 from mamba_wasm.errors import SafetensorsError
-from mamba_wasm.safetensors import BFLOAT16, MAX_HEADER_BYTES, read_safetensors, to_float32
+from mamba_wasm.safetensors import (
+    BFLOAT16,
+    DTYPES,
+    MAX_HEADER_BYTES,
+    read_safetensors,
+    safetensors_bytes,
+    to_float32,
+    write_safetensors,
+)
 
 import safetensors.numpy as safetensors_numpy  # installed by the test command
 
@@ -204,3 +213,56 @@ def test_size_mismatch():
 
 def test_bad_metadata():
     assert "__metadata__" in read_error(build({"__metadata__": {"n": 1}}))
+
+
+# -- writing: the same bytes as the library ---------------------------------------------------------
+
+def mixed_tensors(rng):
+    """One tensor per NumPy dtype the format names (odd byte counts before wider types), plus
+    empty and 0-d ones."""
+    tensors = {}
+    for i, (name, dtype) in enumerate(DTYPES.items()):
+        if dtype != BFLOAT16:
+            tensors[f"t{i:02d}_{name}"] = (rng.standard_normal((i % 3) + 1) * 50).astype(dtype)
+    tensors["empty"] = np.zeros((0, 4), np.float32)
+    tensors["scalar"] = np.array(2.5, np.float32)
+    tensors["a_matrix"] = rng.standard_normal((3, 5)).astype(np.float32)
+    return tensors
+
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}, {"b": "2", "a": "1"}])
+def test_writer_writes_the_librarys_bytes(metadata):
+    tensors = mixed_tensors(np.random.default_rng(0))
+    ours = safetensors_bytes(tensors, metadata)
+    assert ours == safetensors_numpy.save(tensors, metadata=metadata)
+    back = read_safetensors(ours)
+    assert back.keys() == tensors.keys()
+    for name, array in tensors.items():
+        assert back[name].dtype == array.dtype and np.array_equal(back[name], array)
+        assert back[name].flags.aligned
+
+
+def test_writer_writes_bf16_as_the_library_does_with_torch():
+    import torch
+    import safetensors.torch as safetensors_torch
+
+    rng = np.random.default_rng(1)
+    values = {"h": rng.standard_normal(3).astype(np.float16), "w": rng.standard_normal((2, 3)).astype(np.float32),
+              "b": rng.standard_normal(5).astype(np.float32), "a": rng.standard_normal(1).astype(np.float32)}
+    torch_tensors = {"h": torch.from_numpy(values["h"]), "w": torch.from_numpy(values["w"]),
+                     "b": torch.from_numpy(values["b"]).to(torch.bfloat16), "a": torch.from_numpy(values["a"]).to(torch.bfloat16)}
+    ours_tensors = {k: v for k, v in values.items() if k in "hw"}
+    for k in "ba":
+        ours_tensors[k] = torch_tensors[k].view(torch.int16).numpy().view(BFLOAT16)
+    ours = safetensors_bytes(ours_tensors, {"format": "pt"})
+    assert ours == safetensors_torch.save(torch_tensors, metadata={"format": "pt"})
+    assert safetensors_torch.load(ours)["b"].dtype == torch.bfloat16
+
+
+def test_writer_writes_to_a_file_and_refuses_an_unnamed_dtype(tmp_path):
+    path = tmp_path / "model.safetensors"
+    with open(path, "wb") as file:
+        write_safetensors(file, {"x": np.arange(4, dtype=np.float32)})
+    assert np.array_equal(safetensors_numpy.load_file(str(path))["x"], np.arange(4, dtype=np.float32))
+    with pytest.raises(SafetensorsError, match="tensor 'c': dtype complex64 has no safetensors name"):
+        safetensors_bytes({"c": np.zeros(2, np.complex64)})

@@ -6,6 +6,7 @@
 import { formatBytes, formatCount } from "./format.js";
 import { OwnModelPanel } from "./own-model.js";
 import { Settings } from "./settings.js";
+import { OutputTools } from "./output-tools.js";
 import { StatusBar } from "./status.js";
 import { Transcript } from "./transcript.js";
 import { WorkerClient } from "./worker-client.js";
@@ -14,12 +15,15 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   model: $("model"), modelInfo: $("model-info"), prompt: $("prompt"),
   generate: $("generate"), stop: $("stop"), cancel: $("cancel"), retry: $("retry"),
-  regenerate: $("regenerate"), continue: $("continue"),
+  regenerate: $("regenerate"), continue: $("continue"), stopNearOutput: $("stop-near-output"),
   tokenCount: $("token-count"), tokensPerSecond: $("tokens-per-second"),
+  timeToFirstToken: $("time-to-first-token"), lastSeed: $("last-seed"), modelCard: $("model-card"),
+  shortcut: $("shortcut"), settings: $("settings"), transcriptBox: document.querySelector(".transcript"),
 };
 const status = new StatusBar(document);
-const settings = new Settings(document);
+const settings = new Settings(document, ui.prompt);
 const transcript = new Transcript(document);
+const EXTERNAL = "\u0000external";  // the Model select's value for a model not in the site's list
 
 // The page's state, in one place.
 const page = {
@@ -29,8 +33,14 @@ const page = {
   models: [],          // entries of models/index.json
   generationStartedAt: 0,
   lastRun: {},         // figures of the latest generation, from its started and done messages
-  lastPrompt: null,    // the latest generation's prompt: Regenerate runs it again (state reused)
+  lastPrompt: null,    // the latest generation's prompt (Regenerate is offered once there is one)
   canContinue: false,  // the latest generation was stopped or ran out of tokens: Continue resumes it
+  firstTokenAt: null,  // when the current generation's first text arrived
+  pendingLoad: null,   // a load asked for while generating: sent once the Stop it caused lands
+  loadStartedAt: 0,    // the first load counts from the page's own start (navigation), later ones from the click
+  firstLoad: true,
+  loadedSource: null,  // where the loaded model came from: the ready message's source
+  siteSizes: new Map(),  // model name -> bytes of its files (from manifest.json)
 };
 
 // ---- state -------------------------------------------------------------------------------------
@@ -40,6 +50,8 @@ function setState(state) {
   const busy = state === "loading" || state === "generating";
   ui.generate.disabled = state !== "ready";
   ui.stop.disabled = state !== "generating";
+  ui.stopNearOutput.disabled = state !== "generating";
+  ui.transcriptBox.setAttribute("aria-busy", String(state === "generating"));
   ui.regenerate.disabled = state !== "ready" || page.lastPrompt === null;
   ui.continue.disabled = state !== "ready" || !page.canContinue;
   ui.model.disabled = busy || page.models.length === 0;
@@ -61,41 +73,102 @@ function send(type, fields) {
 
 // ---- models ------------------------------------------------------------------------------------
 
+async function readJson(path) {
+  const response = await fetch(path, { cache: "no-cache" });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+// The site's models, each shown with its download size (from manifest.json) before it is loaded.
 async function readModelIndex() {
-  const response = await fetch("models/index.json", { cache: "no-cache" });
-  if (!response.ok) throw new Error(`models/index.json: HTTP ${response.status}`);
-  const index = await response.json();
+  const [index, manifest] = await Promise.all([readJson("models/index.json"),
+    readJson("manifest.json").catch(() => ({ files: {} }))]);
   page.models = index.models;
+  for (const m of page.models) {
+    const sizes = m.files.map((file) => manifest.files[`models/${m.path}/${file}`]);
+    if (sizes.every(Boolean)) page.siteSizes.set(m.name, sizes.reduce((sum, f) => sum + f.size, 0));
+  }
   ui.model.replaceChildren(...page.models.map((m) => {
     const option = document.createElement("option");
     option.value = m.name;
-    option.textContent = m.name;
+    option.textContent = page.siteSizes.has(m.name)
+      ? `${m.name} · ${formatBytes(page.siteSizes.get(m.name))}` : m.name;
     option.title = m.description || "";
     return option;
   }));
   return index;
 }
 
+// The Model select shows what is loaded: a site model by its entry, any other by an extra option
+// with its real name and where it came from.
+function showLoadedModel(name, source) {
+  const stale = ui.model.querySelector(`option[value="${EXTERNAL}"]`);
+  if (stale) stale.remove();
+  if (source.kind === "site") {
+    ui.model.value = name;
+    return;
+  }
+  const option = document.createElement("option");
+  option.value = EXTERNAL;
+  const where = source.kind === "files" ? "your files" : new URL(source.base).host;
+  option.textContent = `${name} · ${where}`;
+  option.title = source.base || "";
+  ui.model.append(option);
+  ui.model.value = EXTERNAL;
+}
+
+function showModelCard(entry) {
+  ui.modelCard.hidden = !(entry && entry.card);
+  if (entry && entry.card) ui.modelCard.href = `models/${entry.path.replace(/\/?$/, "/")}${entry.card}`;
+}
+
 function loadModel(name) {
+  if (name === EXTERNAL) return;
   const entry = page.models.find((m) => m.name === name);
   ui.model.value = name;
   ui.modelInfo.textContent = entry.description || "";
+  showModelCard(entry);
   const base = new URL(`models/${entry.path.replace(/\/?$/, "/")}`, location.href).href;
   sendLoad({ model: { name, base, files: entry.files } });
 }
 
 // A model from elsewhere: {name, base} (a folder URL) or {name, local: [File]} (the user's files).
 // The worker plans it (model-store.js): sizes and the memory check come before any download.
-// Loads start only between requests: a click while loading or generating waits its turn.
 function loadExternal(model) {
-  if (!["ready", "error"].includes(document.body.dataset.state)) return;
+  if (externalRefused(model)) return;
   ui.modelInfo.textContent = "";
-  sendLoad({ model });
+  showModelCard(null);
+  requestLoad({ model });
+}
+
+// Only http(s) folders are fetched: anything else is refused here with a message. True if refused.
+function externalRefused(model) {
+  if (model.base === undefined || /^https?:\/\//i.test(model.base.trim())) return false;
+  status.showError(`"${model.base}" is not a web address: give a folder's https:// URL.`);
+  return true;
+}
+
+// A load now, or, while generating, once the Stop it causes lands; while another load runs, say why not.
+function requestLoad(fields) {
+  const state = document.body.dataset.state;
+  if (state === "generating") {
+    page.pendingLoad = fields;
+    stop();
+    status.set("Stopping the generation to load the model…");
+    return;
+  }
+  if (state === "loading") {
+    status.showError("A model is loading: wait for it, or Cancel it, then load another.");
+    return;
+  }
+  sendLoad(fields);
 }
 
 // A load request (also what Retry sends again); Cancel is offered while it runs.
 function sendLoad(fields) {
   clearError();
+  if (!page.firstLoad) page.loadStartedAt = performance.now();
+  page.firstLoad = false;
   send("load", fields);
   setState("loading");
   const name = fields.model.name;
@@ -115,7 +188,7 @@ function afterFailedLoad(fields, what, offerRetry = true) {
   page.current = null;
   page.retryAction = fields && offerRetry ? () => sendLoad(fields) : null;
   if (page.loadedModel !== null) {
-    ui.model.value = page.loadedModel;
+    showLoadedModel(page.loadedModel, page.loadedSource);
     status.set(`${what}; still using ${page.loadedModel}.`);
     setState("ready");
   } else {
@@ -137,26 +210,41 @@ function workerDied(message) {
 
 // ---- generation --------------------------------------------------------------------------------
 
-function generate(prompt = ui.prompt.value) {
+// Generate from the prompt in the box. Focus moves to Stop (Esc works anywhere) while it runs.
+function generate() {
   if (document.body.dataset.state !== "ready") return;
   clearError();
   const params = settings.read();
   if (params === null) return;
+  const prompt = ui.prompt.value;
   transcript.start(prompt);
   ui.tokenCount.textContent = "0";
   ui.tokensPerSecond.textContent = "0";
+  ui.timeToFirstToken.textContent = "–";
+  ui.lastSeed.textContent = String(params.seed);
   page.lastPrompt = prompt;
   page.canContinue = false;
-  setState("generating");
-  status.set("Reading the prompt…");
-  page.generationStartedAt = performance.now();
+  startGenerating("Reading the prompt…");
   send("generate", { prompt, params });
 }
 
-// The latest prompt again (with the current settings): the worker restores the state it saved
-// right after that prompt instead of running the prompt again.
+function startGenerating(text) {
+  const hadFocus = document.activeElement;
+  setState("generating");
+  status.set(text);
+  page.generationStartedAt = performance.now();
+  page.firstTokenAt = null;
+  if (hadFocus === document.body || hadFocus === null || hadFocus.disabled
+    || hadFocus === ui.generate || hadFocus === ui.regenerate || hadFocus === ui.continue) {
+    ui.stop.focus();
+  }
+}
+
+// Regenerate is Generate again (the prompt in the box, a new seed when the seed field is empty):
+// when the prompt is unchanged the worker restores the state it saved right after it instead of
+// running the prompt again.
 function regenerate() {
-  if (page.lastPrompt !== null) generate(page.lastPrompt);
+  generate();
 }
 
 // Resume the stopped generation: up to "max new tokens" more, appended to the output. The sampling
@@ -167,9 +255,7 @@ function continueGeneration() {
   const params = settings.read();
   if (params === null) return;
   page.canContinue = false;
-  setState("generating");
-  status.set("Continuing…");
-  page.generationStartedAt = performance.now();
+  startGenerating("Continuing…");
   send("continue", { more_tokens: params.max_new_tokens });
 }
 
@@ -177,6 +263,26 @@ function stop() {
   if (page.current && (page.current.type === "generate" || page.current.type === "continue")) {
     client.request("stop", { id: page.current.id });
     status.set("Stopping…");
+  }
+}
+
+function noteFirstToken() {
+  if (page.firstTokenAt !== null) return;
+  page.firstTokenAt = performance.now();
+  ui.timeToFirstToken.textContent = `${((page.firstTokenAt - page.generationStartedAt) / 1000).toFixed(2)} s`;
+}
+
+// A generation ended: ready again, focus back on Generate when it was on Stop, and a load asked
+// for meanwhile goes ahead.
+function finishGenerating() {
+  const focusWasOnStop = document.activeElement === ui.stop || document.activeElement === ui.stopNearOutput
+    || document.activeElement === document.body;
+  setState("ready");
+  if (focusWasOnStop) ui.generate.focus();
+  if (page.pendingLoad) {
+    const fields = page.pendingLoad;
+    page.pendingLoad = null;
+    sendLoad(fields);
   }
 }
 
@@ -195,16 +301,20 @@ const handlers = {
 
   ready: forCurrent((msg) => {
     page.loadedModel = msg.model.name;
-    ui.model.value = page.loadedModel;
-    const info = page.models.find((m) => m.name === page.loadedModel);
     const source = msg.source;  // a URL's model: saved in this browser, or why not
-    ui.modelInfo.textContent = `${formatCount(msg.model.n_params)} parameters · `
-      + `recurrent state ${formatBytes(msg.model.state_nbytes)}`
-      + (info && info.description ? ` · ${info.description}` : "")
+    page.loadedSource = source;
+    showLoadedModel(page.loadedModel, source);
+    const info = source.kind === "site" ? page.models.find((m) => m.name === page.loadedModel) : null;
+    const where = source.kind === "url" ? ` · from ${source.base}` : source.kind === "files" ? " · from your files" : "";
+    ui.modelInfo.textContent = `${msg.model.architecture}, ${formatCount(msg.model.n_params)} parameters `
+      + `(${formatBytes(msg.model.float32_bytes)} as float32) · recurrent state ${formatBytes(msg.model.state_nbytes)}`
+      + where + (info && info.description ? ` · ${info.description}` : "")
       + (source.note ? ` · ${source.note}` : "");
+    showModelCard(info);
     document.body.dataset.modelSource = JSON.stringify(source);  // for tests
     page.canContinue = false;  // a new model has a new session
-    status.set(`Ready: ${page.loadedModel} (loaded in ${(msg.elapsed_ms / 1000).toFixed(1)} s)`);
+    const seconds = (performance.now() - page.loadStartedAt) / 1000;
+    status.set(`Ready: ${page.loadedModel} (loaded in ${seconds.toFixed(1)} s)`);
     document.body.dataset.timings = JSON.stringify(msg.timings);  // for tests and benchmarks
     page.current = null;
     setState("ready");
@@ -224,12 +334,14 @@ const handlers = {
   }),
 
   token: forCurrent((msg) => {
+    noteFirstToken();
     transcript.append(msg.text);
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
   }),
 
   done: forCurrent((msg) => {
+    if (msg.n_generated > 0) noteFirstToken();
     transcript.append(msg.text);
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
@@ -242,19 +354,21 @@ const handlers = {
     page.canContinue = msg.reason === "stopped" || msg.reason === "length";
     status.set(`Done (${why[msg.reason] || msg.reason}): ${msg.n_generated} tokens in ${seconds} s`);
     page.current = null;
-    setState("ready");
+    finishGenerating();
   }),
 
   error: forCurrent((msg) => {
     status.showError(msg.message);
     if (msg.during === "load") {
+      client.request("saved-list");  // a saved model that failed to load was dropped
       // The worker keeps the model it had; without one, Retry or another model is the way out.
       afterFailedLoad(page.current && page.current.fields, page.loadedModel === null
         ? "Could not load the model" : "Could not load that model");
     } else {
       page.current = null;
       status.set(page.loadedModel ? `Ready: ${page.loadedModel}` : "Error");
-      setState(page.loadedModel ? "ready" : "error");
+      if (page.loadedModel) finishGenerating();
+      else setState("error");
     }
   }),
 
@@ -276,6 +390,7 @@ const ownModel = new OwnModelPanel(document, {
 
 ui.generate.addEventListener("click", () => generate());
 ui.stop.addEventListener("click", stop);
+ui.stopNearOutput.addEventListener("click", stop);
 ui.regenerate.addEventListener("click", regenerate);
 ui.continue.addEventListener("click", continueGeneration);
 ui.cancel.addEventListener("click", cancelLoad);
@@ -285,8 +400,21 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
     event.preventDefault();
     generate();
+  } else if (event.key === "Escape" && document.body.dataset.state === "generating") {
+    event.preventDefault();
+    stop();
   }
 });
+
+// The shortcut as this device spells it: none on a touch screen, Cmd on a Mac.
+const mac = /Mac|iPhone|iPad/.test(navigator.userAgentData?.platform || navigator.platform || "");
+ui.shortcut.hidden = matchMedia("(pointer: coarse)").matches;
+ui.shortcut.textContent = `${mac ? "⌘" : "Ctrl"}+Enter`;
+ui.generate.setAttribute("aria-keyshortcuts", mac ? "Meta+Enter" : "Control+Enter");
+// Settings start collapsed on a phone: the prompt, the buttons and the output come first.
+if (matchMedia("(max-width: 760px)").matches) ui.settings.open = false;
+
+new OutputTools(document, { transcript, settings, status });
 
 async function start() {
   setState("loading");
@@ -302,7 +430,9 @@ async function start() {
   }
   const wanted = new URLSearchParams(location.search).get("model");
   if (wanted && wanted.includes("/")) {  // a URL (model names have no slash): ?model=https://…/
-    sendLoad({ model: { name: wanted, base: wanted } });
+    const model = { name: wanted, base: wanted };
+    if (externalRefused(model)) setState("error");
+    else sendLoad({ model });
     return;
   }
   if (wanted && !page.models.some((m) => m.name === wanted)) {

@@ -44,19 +44,49 @@ function rethrowUnlessCancelled(error) {
   if (error && error.name === "AbortError") throw error;  // the user's Cancel, not a fault
 }
 
-// Why a fetch that never got an answer failed, as far as a page can tell: the browser gives the
-// same TypeError for an offline network, a refused connection and a missing CORS header.
-export function unreachable(url, error) {
+// Why a fetch that never got an answer failed. The browser gives the same TypeError for an offline
+// network, a refused connection and a missing CORS header; a second, opaque request (mode no-cors:
+// its answer cannot be read, but it arrives whenever the server answers at all) tells the last two
+// apart.
+export async function unreachable(url, error) {
   if (self.navigator && navigator.onLine === false) {
     return `${url}: this device is offline. Connect, then Retry.`;
   }
-  return `${url}: cannot reach it (${error.message}). Either the server is down or the address is `
-    + "wrong, or it does not allow cross-origin requests (CORS), which a page needs to read it.";
+  if (refusedUrl(url)) return refusedUrl(url);
+  let answered = false;
+  try {
+    await fetch(url, { method: "HEAD", mode: "no-cors", cache: "no-store" });
+    answered = true;
+  } catch {
+    answered = false;
+  }
+  if (answered) {
+    return `${url}: the server answered, but does not allow cross-origin requests (CORS: no `
+      + "Access-Control-Allow-Origin header), which a page needs to read a file from another site.";
+  }
+  return `${url}: cannot connect to the server (${error.message}): it is down, refused the `
+    + "connection, or the address is wrong.";
+}
+
+// fn(item) for every item, at most `limit` at a time (a page firing 50,000 requests at once stalls
+// the browser and the server): the results in order, or the first error.
+export async function mapLimited(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
 
 // The bytes at `url`, growing the buffer when Content-Length is absent or wrong. onBytes(n) is
-// called for each chunk; `signal` aborts it (the page's Cancel).
-export async function download(url, label, expectedSize, onBytes, signal) {
+// called for each chunk; `signal` aborts it (the page's Cancel). `limit`, when given, bounds the
+// file (see readBody).
+export async function download(url, label, expectedSize, onBytes, signal, limit = null) {
   let response;
   try {
     response = await checkedFetch(url, { cache: "no-cache", signal });
@@ -68,8 +98,22 @@ export async function download(url, label, expectedSize, onBytes, signal) {
     throw new Error(`${label}: the server answered HTTP ${response.status}`
       + `${response.statusText ? ` (${response.statusText})` : ""}.`);
   }
+  return readBody(response, label, expectedSize, onBytes, limit);
+}
+
+// The body of `response`. `limit` ({bytes, why, encoded}) is the most the file may hold: a server
+// that sends more is cut off at once, whatever its Content-Length said; `encoded` replaces it for
+// a compressed response (the size planned from a HEAD request is the compressed one).
+export async function readBody(response, label, expectedSize, onBytes, limit = null) {
+  if (limit && limit.encoded && response.headers.get("Content-Encoding")) limit = limit.encoded;
   const declared = Number(response.headers.get("Content-Length")) || expectedSize || 0;
-  let buffer = new Uint8Array(declared);
+  const tooLarge = () => new Error(`${label}: the server sent more than ${limit.bytes.toLocaleString("en")} `
+    + `bytes, ${limit.why}. The download was stopped.`);
+  if (limit && declared > limit.bytes && !response.headers.get("Content-Encoding")) {
+    await response.body.cancel();
+    throw tooLarge();
+  }
+  let buffer = new Uint8Array(limit ? Math.min(declared, limit.bytes) : declared);
   let length = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -83,6 +127,10 @@ export async function download(url, label, expectedSize, onBytes, signal) {
     }
     const { done, value } = chunk;
     if (done) break;
+    if (limit && length + value.length > limit.bytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
     if (length + value.length > buffer.length) {  // no or wrong Content-Length: grow
       const bigger = new Uint8Array(Math.max(buffer.length * 2, length + value.length));
       bigger.set(buffer.subarray(0, length));

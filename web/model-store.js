@@ -15,7 +15,7 @@
 // Local files are read in the worker and never saved or sent anywhere (the user has them).
 
 import facts from "./facts.js";
-import { checkedFetch, download, openCache, refusedUrl, unreachable } from "./downloads.js";
+import { checkedFetch, download, mapLimited, openCache, readBody, refusedUrl, unreachable } from "./downloads.js";
 
 const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plus the registry
 // The registry of saved models {base: {name, base, files: [{name, size}], bytes, saved_at}}, kept in
@@ -23,6 +23,13 @@ const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plu
 const REGISTRY_URL = new URL("saved-models/registry.json", self.location.href).href;
 
 const { config: CONFIG_FILE, single: SINGLE_FILE, index: INDEX_FILE, tokenizer: TOKENIZER_FILE } = facts.files;
+// What a model's server may send (the package's limits, docs/RELIABILITY.md "Hostile server"):
+// at most max_shards shards, each a plain file name; weight files no larger than config.json
+// implies; a tokenizer.json of at most max_tokenizer_bytes.
+const LIMITS = facts.limits;
+const SHARD_NAME = new RegExp(`^(?:${LIMITS.shard_name_pattern})$`);
+const SMALL_FILE_LIMIT = { bytes: 16e6, why: "the limit for a config.json or shard index on this page" };
+const IN_FLIGHT = 6;  // requests at once to a model's server, as a browser allows per host
 
 // wasm32 gives a tab at most 4 GB of WebAssembly memory (Pyodide 0.27 grows to that). The weights are
 // held as float32 (F16/BF16 tensors are upcast one at a time, next to the file bytes, which are dropped
@@ -81,7 +88,7 @@ async function headSize(url, signal) {
     response = await checkedFetch(url, { method: "HEAD", cache: "no-cache", signal });
   } catch (e) {
     if (e.name === "AbortError") throw e;
-    throw new Error(unreachable(url, e));
+    throw new Error(await unreachable(url, e));
   }
   if (!response.ok) return { ok: false, status: response.status, size: 0 };
   return { ok: true, status: response.status, size: Number(response.headers.get("Content-Length")) || 0 };
@@ -93,12 +100,12 @@ async function fetchSmall(url, what, signal) {
     response = await checkedFetch(url, { cache: "no-cache", signal });
   } catch (e) {
     if (e.name === "AbortError") throw e;
-    throw new Error(unreachable(url, e));
+    throw new Error(await unreachable(url, e));
   }
   if (!response.ok) {
     throw new Error(`${url}: the server answered HTTP ${response.status}; is this a folder with ${what}?`);
   }
-  return new Uint8Array(await response.arrayBuffer());
+  return readBody(response, url, 0, () => {}, SMALL_FILE_LIMIT);
 }
 
 function parseJson(bytes, label) {
@@ -114,8 +121,14 @@ function shardNames(indexBytes, label) {
   const map = index && index.weight_map;
   if (!map || typeof map !== "object") throw new Error(`${label}: it has no weight_map.`);
   const shards = [...new Set(Object.values(map))].sort();
-  if (!shards.every((s) => typeof s === "string" && /^[^/\\]+$/.test(s) && s !== "." && s !== "..")) {
-    throw new Error(`${label}: its weight_map must name shard files in the same folder.`);
+  if (shards.length > LIMITS.max_shards) {
+    throw new Error(`${label}: the index names ${shards.length.toLocaleString("en")} shard files; the limit `
+      + `is ${LIMITS.max_shards} (each is one more download). Nothing was downloaded.`);
+  }
+  const bad = shards.find((s) => typeof s !== "string" || !SHARD_NAME.test(s) || s === "." || s === "..");
+  if (bad !== undefined) {
+    throw new Error(`${label}: shard ${JSON.stringify(bad).slice(0, 100)} must be a plain file name in the `
+      + "model's folder (letters, digits and . _ - + only: no path, no percent-escapes).");
   }
   return shards;
 }
@@ -157,12 +170,14 @@ async function planUrl(base, describe, signal) {
     inHand.set(INDEX_FILE, indexBytes);
     files.push({ name: INDEX_FILE, size: indexBytes.length });
     const shards = shardNames(indexBytes, `${name}/${INDEX_FILE}`);
-    const heads = await Promise.all(shards.map((shard) => headSize(base + shard, signal)));
-    heads.forEach((head, i) => {
-      if (!head.ok) throw new Error(`${base + shards[i]}: the server answered HTTP ${head.status} (a shard listed in ${INDEX_FILE}).`);
-      files.push({ name: shards[i], size: head.size });
+    const heads = await mapLimited(shards, IN_FLIGHT, async (shard) => {
+      const head = await headSize(base + shard, signal);
+      if (!head.ok) throw new Error(`${base + shard}: the server answered HTTP ${head.status} (a shard listed in ${INDEX_FILE}).`);
+      return head;
     });
+    heads.forEach((head, i) => files.push({ name: shards[i], size: head.size }));
   }
+  checkWeightBytes(name, files, description);
   const tokenizer = await headSize(base + TOKENIZER_FILE, signal);
   if (!tokenizer.ok) {
     throw new Error(`${base + TOKENIZER_FILE}: the server answered HTTP ${tokenizer.status}; the page `
@@ -198,8 +213,39 @@ async function planLocalFiles(fileList, describe) {
     throw missing(SINGLE_FILE);
   }
   const files = wanted.map((file) => ({ name: file, size: byName.get(file).size }));
+  checkWeightBytes(name, files, description);
   return { kind: "files", name, base: null, files, saved: false, download_bytes: 0, description,
     localFiles: byName };
+}
+
+const isWeightFile = (name) => name !== CONFIG_FILE && name !== INDEX_FILE && name !== TOKENIZER_FILE;
+
+// The most the weight files may hold: config.json's tensors as float32, plus a header per file.
+function weightLimit(description, files) {
+  const count = files.filter((f) => isWeightFile(f.name)).length;
+  return description.max_weight_bytes + LIMITS.header_slack_bytes * Math.max(1, count);
+}
+
+// Refuse, before downloading, weight files the server says are larger than config.json implies.
+function checkWeightBytes(name, files, description) {
+  const total = files.filter((f) => isWeightFile(f.name)).reduce((s, f) => s + f.size, 0);
+  const limit = weightLimit(description, files);
+  if (total > limit) {
+    throw new Error(`${name}: the server says its weight files hold ${total.toLocaleString("en")} bytes, but `
+      + `config.json implies at most ${limit.toLocaleString("en")} (its tensors as float32, plus `
+      + `${LIMITS.header_slack_bytes.toLocaleString("en")} bytes per file for the header). Nothing was `
+      + "downloaded: the files hold data no tensor needs, or config.json does not describe them.");
+  }
+}
+
+// The most a file of the plan may hold: what the server said before (HEAD), or when it gave no
+// size, or compresses the file, the most such a file may hold at all.
+function fileLimit(plan, name, size) {
+  const most = isWeightFile(name)
+    ? { bytes: weightLimit(plan.description, plan.files), why: "the most config.json's tensors can fill" }
+    : { bytes: LIMITS.max_tokenizer_bytes, why: "the limit for a tokenizer.json" };
+  if (!size) return most;
+  return { bytes: size, why: "the size the server gave for this file before the download", encoded: most };
 }
 
 // What the page is told before anything large is fetched.
@@ -235,12 +281,12 @@ export async function fetchPlannedFiles(plan, count, signal) {
     }
     return { files, storage: { saved: true, note: "from this browser's storage; nothing downloaded" } };
   }
-  await Promise.all(plan.files.map(async ({ name, size }) => {
+  await mapLimited(plan.files, IN_FLIGHT, async ({ name, size }) => {
     let bytes = plan.inHand.get(name);
     if (bytes) count(bytes.length);
-    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, count, signal);
+    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, count, signal, fileLimit(plan, name, size));
     files.set(name, bytes);
-  }));
+  });
   plan.files = plan.files.map(({ name }) => ({ name, size: files.get(name).length }));  // HEAD may not say
   return { files, storage: await cacheFiles(plan, files) };
 }

@@ -69,7 +69,8 @@ export class OwnModelPanel {
       item.dataset.base = entry.base;
       const label = document.createElement("span");
       label.className = "saved-name";
-      label.textContent = `${entry.name} · ${formatBytes(entry.bytes)}`;
+      const url = new URL(entry.base);  // two saved models of one name differ by where they are from
+      label.textContent = `${entry.name} · ${formatBytes(entry.bytes)} · ${url.host}${url.pathname}`;
       label.title = entry.base;
       const load = document.createElement("button");
       load.textContent = "Load";

@@ -20,6 +20,7 @@ const PARAMS = {
 const DESCRIPTION = {
   architecture: "string", n_params: "number", float32_bytes: "number", state_nbytes: "number",
   vocab_size: "number", n_layer: "number", d_model: "number",
+  max_weight_bytes: "number",  // the most its weight files may hold, before a header's slack per file
 };
 
 export const TO_WORKER = {

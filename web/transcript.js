@@ -1,7 +1,8 @@
 // The output (main thread): the prompt echoed, then the generated text as it streams. Text is
-// appended as Text nodes (never parsed as HTML) to the last of a series of small chunks, so a token
-// costs the layout of one chunk, not of the whole transcript; each flush of new text goes into a
-// new live region entry only for assistive technology (aria-live on what is new, not the box).
+// appended as Text nodes (never parsed as HTML) to the last of a series of chunks, each a block
+// of about CHUNK_CHARS characters that starts at a line end, so a token costs the layout of one
+// chunk, not of the whole transcript. Only the output is a live region (aria-live on the new
+// text, not the prompt), and the box is aria-busy while generating.
 // While generating, the box follows the end of the text unless the user scrolls up; it resumes
 // following when they scroll back to the end.
 
@@ -33,15 +34,25 @@ export class Transcript {
 
   append(text) {
     if (!text) return;
-    if (this.chunk === null || this.chunkChars >= CHUNK_CHARS) {
-      this.chunk = document.createElement("span");
-      this.chunk.className = "chunk";
-      this.output.append(this.chunk);
-      this.chunkChars = 0;
+    if (this.chunk === null) this.newChunk("chunk");  // inline: it continues the prompt's line
+    const lineEnd = text.lastIndexOf("\n");
+    if (this.chunkChars >= CHUNK_CHARS && lineEnd >= 0) {
+      // A full chunk ends at a line end; the next starts as a block of its own, so that layout
+      // of new text is confined to it (the text reads the same: the line had ended anyway).
+      this.chunk.append(text.slice(0, lineEnd + 1));
+      this.newChunk("chunk block");
+      text = text.slice(lineEnd + 1);
     }
-    this.chunk.append(text);  // a Text node: never parsed as HTML
+    if (text) this.chunk.append(text);  // a Text node: never parsed as HTML
     this.chunkChars += text.length;
     if (this.following) this.box.scrollTop = this.box.scrollHeight;
+  }
+
+  newChunk(className) {
+    this.chunk = document.createElement("span");
+    this.chunk.className = className;
+    this.output.append(this.chunk);
+    this.chunkChars = 0;
   }
 
   // The whole text: prompt and output.

@@ -3,13 +3,12 @@
 The site under test is the real dist/ (built here, incrementally, by build.py), served by a plain
 static file server on 127.0.0.1. A test that needs a broken or extra file (a corrupt model, say)
 mounts an overlay: a folder served under its own URL prefix, in front of dist/, so the pristine
-site at / is never changed. Chromium is the system's (build.find_chromium), never a download.
+site at / is never changed. Chromium is the system's (provision.find_chromium), never a download.
 
 A missing browser or Playwright is a failure that says what to install, never a skip:
 `python3 build.py test` installs both.
 """
 
-import importlib.util
 import json
 import pathlib
 import posixpath
@@ -19,19 +18,12 @@ import urllib.parse
 
 import pytest
 
+import build  # build.py and provision.py: the repository root is on sys.path (pyproject.toml, pytest)
+import provision
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 READY_TIMEOUT_MS = 180_000  # Pyodide's first start on a loaded 2-core machine can take a while
 TIMINGS = {}  # name -> text, printed at the end of the run
-
-
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("mamba_wasm_build", ROOT / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build_module()
 
 
 def _unavailable(reason):
@@ -153,14 +145,14 @@ def browser():
     except ImportError:
         _unavailable("Playwright for Python is not installed (pip install -r requirements-test.txt)")
     try:
-        executable = build.find_chromium()
-    except build.BuildError as e:
+        executable = provision.find_chromium()
+    except provision.ProvisionError as e:
         _unavailable(str(e))
     if executable is None:
         _unavailable("no Chromium found: set MAMBA_WASM_CHROMIUM, or install one "
                      "(apt-get install -y chromium); `python3 build.py test` does this")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=build.CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=provision.CHROMIUM_FLAGS)
         yield browser
         browser.close()
 

@@ -5,34 +5,24 @@ refused before any weight is downloaded; Regenerate reusing the state after the 
 after Stop giving the text of one uninterrupted generation.
 
 The checkpoints are the default model's random weights (its tokenizer fits its vocabulary),
-re-saved by the test with scripts/add_model.py's safetensors writer: as is, and as f16 in two
+re-saved by the test with mamba_wasm's safetensors writer: as is, and as f16 in two
 shards with model.safetensors.index.json.
 """
 
-import io
 import json
 import pathlib
-import sys
 import urllib.parse
 
 import numpy as np
 import pytest
 
-from mamba_wasm.safetensors import read_safetensors
+from mamba_wasm.safetensors import read_safetensors, safetensors_bytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import add_model  # noqa: E402  (its safetensors writer)
 
 LONG = 100_000
 MODEL = ROOT / "models" / "tiny-random"
 SAMPLING = dict(temperature=1.0, top_k=0, top_p=1.0)
-
-
-def safetensors_bytes(tensors):
-    buffer = io.BytesIO()
-    add_model.write_safetensors(buffer, tensors)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

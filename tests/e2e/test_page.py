@@ -227,12 +227,16 @@ def test_screenshot_for_readme(site, repo_root):
     site.page.fill("[data-testid=prompt]", "ROMEO:\nBut soft, what light through yonder window breaks?\n")
     site.generate(site.page.input_value("[data-testid=prompt]"), max_new_tokens=120, seed=7)
     assert_finished(site, 120)
-    out = repo_root / "test-results" / "screenshot.png"
-    out.parent.mkdir(exist_ok=True)
-    site.page.evaluate("window.scrollTo(0, 0)")
-    site.page.screenshot(path=str(out))
-    assert out.stat().st_size > 10_000
-    if os.environ.get("MAMBA_WASM_UPDATE_SCREENSHOT") == "1":
-        docs = repo_root / "docs" / "screenshot.png"
-        docs.parent.mkdir(exist_ok=True)
-        docs.write_bytes(out.read_bytes())
+    (repo_root / "test-results").mkdir(exist_ok=True)
+    for name, viewport in (("screenshot.png", None), ("screenshot-phone.png", (390, 844))):
+        out = repo_root / "test-results" / name
+        if viewport:
+            site.page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+        try:
+            site.page.evaluate("window.scrollTo(0, 0)")
+            site.page.screenshot(path=str(out))
+        finally:
+            site.page.set_viewport_size({"width": 1280, "height": 800})
+        assert out.stat().st_size > 10_000
+        if os.environ.get("MAMBA_WASM_UPDATE_SCREENSHOT") == "1":
+            (repo_root / "docs" / name).write_bytes(out.read_bytes())

@@ -1,0 +1,142 @@
+"""Load one shard of a checkpoint: only its slice of every tensor, never the whole model.
+
+checkpoint.py's keys, shapes and checks, applied to slices (sharded.py says which part each shard holds):
+    Mamba-1  rows of     in_proj (its x rows and its z rows), conv1d, dt_proj, A_log, D and their biases
+             columns of  x_proj, out_proj
+    Mamba-2  rows of     in_proj (its z, x, its groups' B and C, its heads' dt), conv1d (x, B, C),
+                         dt_bias, A_log, D, the gated norm
+             columns of  out_proj
+    both     rows of     the embedding and lm_head (by vocabulary)
+             all of      the block norms, norm_f, out_proj.bias (on the residual stream: on every shard)
+
+Each slice is converted to its own float32 array, also for F32 files (where checkpoint.py keeps
+zero-copy views of the file): a shard must not keep the whole file's bytes alive, so once loaded
+the caller can drop them and hold about 1/K of the model. Peak while loading: the file bytes plus
+the shard's arrays.
+"""
+
+import numpy as np
+
+from .checkpoint import (
+    ARCHITECTURES,
+    CONFIG_FILE,
+    EMBEDDING_KEY,
+    FLOAT_DTYPES,
+    LAYER_PREFIX,
+    LM_HEAD_KEY,
+    NORM_F_KEY,
+    _expected_keys,
+    _files_label,
+    _json_text,
+    _lm_head,
+    read_folder,
+    read_tensors,
+)
+from .config import config_from_json
+from .errors import CheckpointError, ConfigError
+from .safetensors import DTYPE_NAMES, to_float32
+from .sharded import Mamba1Mixers, MambaShard, ShardedMamba, plan_shards
+from .sharded2 import Mamba2Mixers, conv_rows
+from .weights import MambaWeights
+
+
+def _mamba1_cuts(config, shard):
+    """LayerWeights field -> (axis, indices) of the shard's part; absent: the whole tensor."""
+    channels = np.arange(shard.channels.start, shard.channels.stop)
+    rows = {field: (0, channels) for field in ("conv", "conv_bias", "dt_proj", "dt_proj_bias", "A", "D")}
+    xz = np.concatenate([channels, config.d_inner + channels])  # in_proj's rows [:d_in] give x, [d_in:] z
+    return {**rows, "in_proj": (0, xz), "in_proj_bias": (0, xz), "x_proj": (1, channels), "out_proj": (1, channels)}
+
+
+def _mamba2_cuts(config, shard):
+    """Mamba2LayerWeights field -> (axis, indices) of the shard's part; absent: the whole tensor."""
+    channels = np.arange(shard.channels.start, shard.channels.stop)
+    heads = np.arange(shard.heads.start, shard.heads.stop)
+    xbc = conv_rows(config, shard)
+    d_in, e = config.d_inner, config.conv_dim
+    zxbcdt = np.concatenate([channels, d_in + xbc, d_in + e + heads])  # in_proj's rows: z, xBC, dt
+    return {
+        "in_proj": (0, zxbcdt),
+        "in_proj_bias": (0, zxbcdt),
+        "conv": (0, xbc),
+        "conv_bias": (0, xbc),
+        "dt_bias": (0, heads),
+        "A": (0, heads),
+        "D": (0, heads),
+        "gated_norm": (0, channels),
+        "out_proj": (1, channels),
+    }
+
+
+# config.architecture -> (the shard's part of each layer tensor, its mixers)
+SHARDED = {"Mamba-1": (_mamba1_cuts, Mamba1Mixers), "Mamba-2": (_mamba2_cuts, Mamba2Mixers)}
+
+
+def load_sharded_model(path, n_shards):
+    """All K shards of the checkpoint folder `path`, run in this process (ShardedMamba)."""
+    files = read_folder(path)
+    return ShardedMamba(load_shard_from_files(files, path, i, n_shards) for i in range(n_shards))
+
+
+def load_shard_from_files(files, source, index, n_shards):
+    """Shard `index` of `n_shards` from {file name: bytes-like} (as checkpoint.load_model_from_files)."""
+    if CONFIG_FILE not in files:
+        raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
+    config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
+    shards = plan_shards(config, n_shards)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_shards:
+        raise ConfigError(f"shard index must be an integer in 0..{n_shards - 1}, got {index!r}")
+    shard = shards[index]
+    _, mixers = SHARDED[config.architecture]
+    return MambaShard(config, shard, _load_weights(files, config, shard, source), mixers(config, shard))
+
+
+def _load_weights(files, config, shard, source):
+    tensors, where = read_tensors(files, source)
+    expected = _expected_keys(config)
+    unexpected = sorted(set(tensors) - set(expected) - {LM_HEAD_KEY})
+    if unexpected:
+        names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
+        raise CheckpointError(
+            f"{where[unexpected[0]]}: unexpected tensors {names} (does config.json describe this checkpoint?)"
+        )
+
+    def take(key, shape, cut=None):
+        """The checked tensor `key` of full shape `shape`, cut by (axis, indices), as its own float32 array."""
+        if key not in tensors:
+            raise CheckpointError(f"{_files_label(files, source)}: missing tensor {key!r}")
+        array = tensors[key]
+        if array.shape != shape:
+            raise CheckpointError(
+                f"{where[key]}: tensor {key!r} has shape {array.shape}, expected {shape} from config.json"
+            )
+        dtype = DTYPE_NAMES[array.dtype]
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{where[key]}: tensor {key!r} has dtype {dtype}; supported: {', '.join(FLOAT_DTYPES)}")
+        part = array if cut is None else np.take(array, cut[1], axis=cut[0])  # a copy of the part only
+        converted = to_float32(part)
+        if np.may_share_memory(converted, array):
+            converted = converted.copy()  # its own array: the file's bytes can go
+        if not np.isfinite(converted).all():
+            raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
+        return converted
+
+    layer_keys, layer_weights, _ = ARCHITECTURES[config.architecture]
+    cuts_of, _ = SHARDED[config.architecture]
+    cuts = cuts_of(config, shard)
+    by_vocab = (0, np.arange(shard.vocab.start, shard.vocab.stop))
+    layers = []
+    for i in range(config.n_layer):
+        fields = {}
+        for field, spec in layer_keys(config).items():
+            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1], cuts.get(field))
+        fields["conv"] = fields["conv"].reshape(fields["conv"].shape[0], config.d_conv)  # drop the groups axis
+        fields["A"] = -np.exp(fields["A"])  # A = -exp(A_log), as checkpoint.py
+        layers.append(layer_weights(**fields))
+    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model), by_vocab)
+    return MambaWeights(
+        embedding=embedding,
+        layers=tuple(layers),
+        norm_f=take(NORM_F_KEY, (config.d_model,)),
+        lm_head=_lm_head(config, tensors, embedding, lambda key, shape: take(key, shape, by_vocab)),
+    )

@@ -1,0 +1,109 @@
+"""`python3 build.py serve`'s handler against hostile requests (issue 15, item 6): a real server on
+port 0 over a folder laid out like dist/, asked with raw HTTP so no client cleans the path first."""
+
+import http.client
+import os
+import threading
+
+import pytest
+
+import build
+
+PAGE = """<!doctype html><html><head>
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'self';   script-src 'self' 'wasm-unsafe-eval'">
+<title>t</title></head><body></body></html>"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """(host, port, root, outside): a served folder with a page and subfolders, and a folder
+    beside it holding a secret the server must never hand out."""
+    monkeypatch.setattr(build.StaticHandler, "quiet", True)
+    root, outside = tmp_path / "dist", tmp_path / "outside"
+    (root / "models" / "m").mkdir(parents=True)
+    (root / "pyodide").mkdir()
+    (root / "index.html").write_text(PAGE)
+    (root / "models" / "m" / "config.json").write_text("{}")
+    (root / "worker.js").write_text("1")
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (outside / "index.html").write_text("secret page")
+    server = build.make_server(root, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", server.server_address[1], root, outside
+    server.shutdown()
+    server.server_close()
+
+
+def get(site, path, method="GET"):
+    """(status, headers, body) for a raw request path, sent byte for byte."""
+    connection = http.client.HTTPConnection(site[0], site[1], timeout=10)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def test_files_are_served_with_nosniff_and_the_pages_policy(site):
+    for path in ("/", "/index.html", "/models/m/config.json", "/nowhere", "/worker.js", "/worker.js?v=1"):
+        status, headers, _ = get(site, path)
+        assert status == (404 if path == "/nowhere" else 200), path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        # the meta tag's policy, whitespace folded; a script (the worker's) may also run blob: URLs
+        blob = " blob:" if path.split("?")[0].endswith(".js") else ""
+        assert headers["Content-Security-Policy"] == f"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{blob}", path
+
+
+def test_the_policy_is_the_one_in_the_real_page():
+    policy = build.page_content_security_policy(build.ROOT / "web")
+    assert "script-src 'self' 'wasm-unsafe-eval'" in policy and "object-src 'none'" in policy
+    worker = build.worker_content_security_policy(policy)
+    assert worker == policy.replace("script-src 'self' 'wasm-unsafe-eval'", "script-src 'self' 'wasm-unsafe-eval' blob:")
+
+
+def test_a_page_without_exactly_one_policy_is_refused(tmp_path):
+    (tmp_path / "index.html").write_text("<html><head><title>no policy</title></head></html>")
+    with pytest.raises(build.BuildError, match="exactly one non-empty"):
+        build.make_server(tmp_path, port=0)
+
+
+@pytest.mark.parametrize("path", ["/%00", "/index.html%00.js", "/%2e%2e/outside/secret.txt", "/models/%2E%2E/index.html",
+                                  "/..%5coutside%5csecret.txt", "/a%5cb", "/%0d%0aX-Injected:%201", "/%zz", "/%",
+                                  "/%ff%fe", "/%7f"])
+def test_bad_paths_get_a_400(site, path):
+    status, headers, _ = get(site, path)
+    assert status == 400, path
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Injected" not in headers
+    assert get(site, "/index.html")[0] == 200  # and the server goes on
+
+
+@pytest.mark.parametrize("path", ["/models/", "/models", "/pyodide/", "/models/m/"])
+def test_folders_are_never_listed(site, path):
+    status, _, body = get(site, path)
+    assert status in (404, 301), path  # "/models" redirects to "/models/", which is a 404
+    assert b"config.json" not in body and b"Directory listing" not in body
+
+
+def test_symlinks_out_of_the_folder_are_refused(site):
+    root, outside = site[2], site[3]
+    os.symlink(outside, root / "out")  # a folder link (as /etc in the report)
+    os.symlink(outside / "secret.txt", root / "secret.txt")  # a file link
+    os.symlink(outside, root / "models" / "up")
+    for path in ("/out/secret.txt", "/out/", "/out", "/secret.txt", "/models/up/secret.txt", "/models/up/"):
+        status, _, body = get(site, path)
+        assert status in (404, 301), path
+        assert b"secret" not in body, path
+    assert get(site, "/out/secret.txt", method="HEAD")[0] == 404
+
+
+def test_symlinks_inside_the_folder_still_work(site):
+    root = site[2]
+    os.symlink(root / "models" / "m", root / "models" / "alias")
+    status, _, body = get(site, "/models/alias/config.json")
+    assert status == 200 and body == b"{}"
