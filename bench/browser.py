@@ -134,8 +134,8 @@ class Tab:
         self.page.wait_for_function(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)", timeout=READY_TIMEOUT_S * 1000)
 
     def forget_snapshot(self):
-        self.page.evaluate(f"{SNAPSHOT_KEYS}.then(async (keys) => {{ const c = await caches.open('mamba-wasm-v1');"
-                           " for (const k of keys) await c.delete(k); }})")
+        self.page.evaluate(SNAPSHOT_KEYS + ".then(async (keys) => { const c = await caches.open('mamba-wasm-v1');"
+                           " for (const k of keys) await c.delete(k); })")
 
     def messages(self, request_id=None):
         return [m for m in self.page.evaluate("window.__bench.messages")
