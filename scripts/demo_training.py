@@ -84,6 +84,21 @@ def load_tokenizer(args, corpus):
     return text, Tokenizer.from_str(text)  # the file we ship is the one we train with
 
 
+def training_stream(args, corpus, tok, tokenizer_hash):
+    """All training documents as one token stream, cached by data and tokenizer (encoding the
+    Shakespeare split takes minutes on a busy machine, and a resumed run needs it again)."""
+    key = hashlib.sha256(f"{corpus.source} {tokenizer_hash}".encode()).hexdigest()[:10]
+    path = os.path.join(args.cache, "tokens", f"train-{key}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    ids = np.array(shakespeare_data.encode_docs(tok, [t for _, t in corpus.train_docs]), dtype=np.int64)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        np.save(f, ids)
+    os.replace(path + ".tmp", path)
+    return ids
+
+
 def held_out_stream(tok, held_docs):
     """<|endoftext|> before each document, so every text token is predicted."""
     ids = []
@@ -308,7 +323,7 @@ def run(args):
     out = args.out or os.path.join(run_dir, "model")
     print(f"run {run_dir}\n  {json.dumps(config)}", flush=True)
 
-    train_ids = np.array(shakespeare_data.encode_docs(tok, [t for _, t in corpus.train_docs]), dtype=np.int64)
+    train_ids = training_stream(args, corpus, tok, config["tokenizer"])
     held_ids = held_out_stream(tok, corpus.held_docs)
     if len(train_ids) <= args.seq + 1:
         sys.exit(f"the training text has {len(train_ids)} tokens: fewer than --seq {args.seq} + 2")
