@@ -41,7 +41,7 @@ def train_cmd(texts, cache, steps, *extra):
 
 def run(cmd, **kw):
     env = dict(os.environ, COLUMNS="200")  # argparse wraps help at the terminal's width
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, **kw)
 
 
 def run_dirs(cache):
@@ -71,34 +71,34 @@ def test_without_torch_a_training_run_says_which_interpreter():
 def test_ctrl_c_saves_and_the_same_command_resumes_to_the_same_weights(texts, tmp_path):
     import torch
     cache = tmp_path / "cache"
-    cmd = train_cmd(texts, cache, 120, "--log-every", "1")
+    cmd = train_cmd(texts, cache, 60, "--log-every", "1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in proc.stdout:  # interrupt once a few steps have run
         seen.append(line)
-        if re.search(r"step 3/120", line):
+        if re.search(r"step 3/60", line):
             proc.send_signal(signal.SIGINT)
             break
     out = "".join(seen) + proc.stdout.read()
-    assert proc.wait(timeout=120) == 128 + signal.SIGINT, out
+    assert proc.wait(timeout=900) == 128 + signal.SIGINT, out
     assert "Traceback" not in out
     (run_dir,) = run_dirs(cache)
     ckpt = cache / "train" / run_dir / "ckpt.pt"
     saved = torch.load(ckpt, weights_only=False)
     stopped_at = saved["state"]["step"]
-    assert 3 <= stopped_at < 120
-    assert f"saved {ckpt} at step {stopped_at}/120" in out
+    assert 3 <= stopped_at < 60
+    assert f"saved {ckpt} at step {stopped_at}/60" in out
     assert not (cache / "train" / run_dir / "model").exists()
 
     r = run(cmd)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"resumed from {ckpt} at step {stopped_at}" in r.stdout
     assert "sample: " in r.stdout  # nanoGPT-style samples while training
-    assert torch.load(ckpt, weights_only=False)["state"]["step"] == 120
+    assert torch.load(ckpt, weights_only=False)["state"]["step"] == 60
     resumed = cache / "train" / run_dir / "model" / "model.safetensors"
 
     straight = tmp_path / "straight"
-    r = run(train_cmd(texts, straight, 120))
+    r = run(train_cmd(texts, straight, 60))
     assert r.returncode == 0, r.stdout + r.stderr
     assert run_dirs(straight) == [run_dir]  # same configuration, same key
     with open(resumed, "rb") as a, open(straight / "train" / run_dir / "model" / "model.safetensors", "rb") as b:
@@ -138,5 +138,3 @@ def test_each_configuration_has_its_own_checkpoint_and_scratch_output(texts, tmp
     assert len(dirs) == 2 and all(d.startswith("mamba2-") for d in dirs)
     for d in dirs:
         assert (cache / "train" / d / "ckpt.pt").exists()
-    r = run(train_cmd(texts, cache, 4, "--seed", "2"))  # the same configuration again: nothing to train
-    assert "at step 4" in r.stdout and run_dirs(cache) == dirs
