@@ -24,6 +24,7 @@ from .generation import Session, generate
 from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
+from .scoring import Score, score, score_ids
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "SafetensorsError",
     "Sampler",
     "SamplingParams",
+    "Score",
     "Session",
     "StreamingDetokenizer",
     "Tokenizer",
@@ -50,4 +52,6 @@ __all__ = [
     "generate",
     "load_model",
     "load_model_from_files",
+    "score",
+    "score_ids",
 ]
