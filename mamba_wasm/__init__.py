@@ -25,11 +25,13 @@ from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
 from .scoring import Score, score, score_ids
+from .token_probabilities import Alternative, TokenProbabilities
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alternative",
     "CheckpointError",
     "ConfigError",
     "GGUFError",
@@ -46,6 +48,7 @@ __all__ = [
     "Score",
     "Session",
     "StreamingDetokenizer",
+    "TokenProbabilities",
     "Tokenizer",
     "TokenizerError",
     "from_pretrained",

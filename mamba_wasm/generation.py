@@ -17,6 +17,7 @@ import numpy as np
 from .detokenizer import StreamingDetokenizer
 from .errors import InputError
 from .sampling import Sampler, SamplingParams
+from .token_probabilities import token_probabilities
 
 MAX_PROMPT_TOKENS = 65536  # ~250k characters: beyond it, prefill time is the user's real problem
 PREFILL_BLOCK = 256  # prompt tokens run through all layers at once: bounds prefill memory
@@ -67,13 +68,19 @@ class Session:
     `start` (or `begin` + `prefill_step`) takes the sampling keywords of SamplingParams:
     temperature (0 greedy), top_k, top_p, repetition_penalty, seed. `extend(n)` continues a
     stopped or finished generation. Read n_prompt, n_generated, generated_ids, done.
+
+    With record_probabilities=True, `token_probabilities[i]` is the TokenProbabilities of
+    generated_ids[i] (its probability as sampled and under the raw model, and 10 alternatives);
+    off, nothing of it is computed. Recording never changes the text.
     """
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, record_probabilities=False):
         self.model = model
         self.tokenizer = tokenizer
+        self.record_probabilities = record_probabilities
         self.n_prompt = 0
         self.generated_ids = []
+        self.token_probabilities = []  # TokenProbabilities per generated id, when recording
         self.max_new_tokens = 0
         self.done = True
         self.prompt_state_reused = False
@@ -107,7 +114,7 @@ class Session:
         began = time.perf_counter()
         self.prompt_state_reused = self._prompt is not None and self._prompt.finished and self._prompt.text == prompt
         self._request = Request(params, max_new_tokens, stop_at_eos)
-        self.generated_ids, self.done, self._decoding = [], True, None  # nothing to generate yet
+        self.generated_ids, self.token_probabilities, self.done, self._decoding = [], [], True, None  # nothing to generate yet
         if not self.prompt_state_reused:
             ids = self.tokenizer.encode(prompt)
             if len(ids) > MAX_PROMPT_TOKENS:
@@ -151,6 +158,8 @@ class Session:
             if self.done:
                 break
             token = decoding.sampler(decoding.logits, decoding.seen)
+            if self.record_probabilities:
+                self.token_probabilities.append(token_probabilities(decoding.sampler, decoding.logits, decoding.seen, token))
             self.generated_ids.append(token)
             if token == decoding.eos:
                 self.done = True
