@@ -21,6 +21,7 @@ from .errors import (
     TokenizerError,
 )
 from .generation import Session, generate
+from .inspection import Probe
 from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
@@ -42,6 +43,7 @@ __all__ = [
     "MambaConfig",
     "MambaState",
     "MambaWasmError",
+    "Probe",
     "SafetensorsError",
     "Sampler",
     "SamplingParams",
