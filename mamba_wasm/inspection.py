@@ -11,9 +11,10 @@ For each layer and token:
                 from the previous token (1: all kept, 0: forgotten)
     state_norm  the Frobenius norm of the SSM state h after the token
     delta       (l, n_layer, channels) Δ itself, with per_channel=True
-Channels are d_in for Mamba-1. Calls append: step after step builds the same arrays as one
-forward. Implemented for Mamba-1 (model.py); the model calls `record` only when a probe is
-given, so without one it costs a single `is None` test per layer.
+Channels are d_in for Mamba-1 (model.py) and the heads for Mamba-2 (mamba2.py: one Δ and one
+scalar A per head; there kept is the mean over heads). Calls append: step after step builds the
+same arrays as one forward. The model calls `record` only when a probe is given, so without one
+it costs a single `is None` test per layer.
 """
 
 import functools
@@ -26,7 +27,7 @@ class Probe:
 
     def __init__(self, n_layer, per_channel=False):
         self.per_channel = per_channel
-        self._delta = [[] for _ in range(n_layer)]  # per layer, in token order: Δ (d_in,) or (t, d_in), or their means
+        self._delta = [[] for _ in range(n_layer)]  # per layer, in token order: Δ (channels,) or (t, channels), or their means
         self._kept = [[] for _ in range(n_layer)]  # per layer: floats (one token) or (t,) blocks
         self._state_norm = [[] for _ in range(n_layer)]  # per layer: floats or (t,) blocks
 
@@ -35,8 +36,8 @@ class Probe:
         return functools.partial(self.record, layer)
 
     def record(self, layer, delta, kept, state_norm):
-        """Layer `layer` ran one token (delta (d_in,), kept and state_norm floats) or t tokens
-        (delta (t, d_in), kept (t,), state_norm (t,)). Step after step, the values of each token
+        """Layer `layer` ran one token (delta (channels,), kept and state_norm floats) or t tokens
+        (delta (t, channels), kept (t,), state_norm (t,)). Step after step, the values of each token
         are kept as they come; the arrays are assembled only when read."""
         self._delta[layer].append(delta.copy() if self.per_channel else delta.mean(axis=-1))
         self._kept[layer].append(kept)
@@ -54,7 +55,7 @@ class Probe:
 
     @property
     def delta(self):
-        """(l, n_layer, d_in) Δ per channel (per_channel=True only)."""
+        """(l, n_layer, channels) Δ per channel (per_channel=True only)."""
         if not self.per_channel:
             raise AttributeError("Δ per channel was not kept: make the Probe with per_channel=True")
         return np.stack([np.vstack(blocks) for blocks in self._delta], axis=1)

@@ -1,6 +1,6 @@
-"""The probe (Mamba-1): Δ and kept state equal what transformers' MambaMixer computes (a hook on
-its x_proj gives its time-step input), step after step equals one forward, and a probe never
-changes the logits or the state."""
+"""The probe: Δ and kept state equal what transformers' mixers compute (a hook on MambaMixer's
+x_proj, on Mamba2Mixer's in_proj, gives their time-step input), step after step equals one forward
+and the state itself, and a probe never changes the logits or the state. Mamba-1 and Mamba-2."""
 
 import math
 from pathlib import Path
@@ -14,6 +14,7 @@ from mamba_wasm.inspection import Probe
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "models"
 CASES = ["hf_tied_bias", "hf_untied_k3", "hf_untied_nobias"]
+MAMBA2_CASES = ["mamba2_hf_nobias", "mamba2_hf_groups_bias", "mamba2_hf_untied"]
 
 
 def ids_for(model, n=70):  # over SCAN_CHUNK: the state norm crosses a chunk of the scan
@@ -58,7 +59,44 @@ def test_probe_equals_transformers_mixer(name):
     assert np.all((probe.kept > 0) & (probe.kept <= 1))
 
 
-@pytest.mark.parametrize("name", CASES)
+def hf2_delta_and_kept(folder, ids):
+    """(l, n_layer, heads) Δ and (l, n_layer) mean exp(Δ·A), from transformers' Mamba2 tensors."""
+    import torch
+    import transformers
+    transformers.logging.set_verbosity_error()
+    model = transformers.Mamba2ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    deltas, kept = [], []
+
+    def hook(mixer):
+        def on_in_proj(module, inputs, output):
+            dt = output[0, :, -mixer.num_heads :]  # (l, h): the last columns, as the mixer splits them
+            delta = torch.nn.functional.softplus(dt + mixer.dt_bias)
+            delta = torch.clamp(delta, *mixer.time_step_limit)
+            A = -torch.exp(mixer.A_log.float())  # (h,)
+            deltas.append(delta.numpy())
+            kept.append(torch.exp(delta * A).mean(dim=1).numpy())
+        return on_in_proj
+
+    for layer in model.backbone.layers:
+        layer.mixer.in_proj.register_forward_hook(hook(layer.mixer))
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    return np.stack(deltas, axis=1), np.stack(kept, axis=1)
+
+
+@pytest.mark.parametrize("name", MAMBA2_CASES)
+def test_mamba2_probe_equals_transformers_mixer(name):
+    model = mamba_wasm.load_model(FIXTURES / name)
+    ids = ids_for(model)
+    probe = Probe(model.config.n_layer, per_channel=True)
+    model.forward(ids, probe=probe)
+    delta, kept = hf2_delta_and_kept(FIXTURES / name, ids)
+    assert probe.delta.shape == delta.shape == (len(ids), model.config.n_layer, model.config.n_heads)
+    assert np.max(np.abs(probe.delta - delta)) <= 1e-5 * max(1.0, float(np.abs(delta).max()))
+    assert np.max(np.abs(probe.kept - kept)) <= 1e-5
+
+
+@pytest.mark.parametrize("name", CASES + MAMBA2_CASES)
 def test_step_after_step_equals_forward_and_the_state(name):
     model = mamba_wasm.load_model(FIXTURES / name)
     ids = ids_for(model)
