@@ -14,7 +14,7 @@ For each layer and token:
 Channels are d_in for Mamba-1 (model.py) and the heads for Mamba-2 (mamba2.py: one Δ and one
 scalar A per head; there kept is the mean over heads). Calls append: step after step builds the
 same arrays as one forward. The model calls `record` only when a probe is given, so without one
-it costs a single `is None` test per layer.
+it costs two `is None` tests per layer.
 """
 
 import functools
