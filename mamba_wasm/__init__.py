@@ -21,14 +21,18 @@ from .errors import (
     TokenizerError,
 )
 from .generation import Session, generate
+from .inspection import Probe
 from .mamba2 import Mamba2
 from .model import Mamba, MambaState
 from .sampling import Sampler, SamplingParams
+from .scoring import Score, score, score_ids
+from .token_probabilities import Alternative, TokenProbabilities
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alternative",
     "CheckpointError",
     "ConfigError",
     "GGUFError",
@@ -39,15 +43,20 @@ __all__ = [
     "MambaConfig",
     "MambaState",
     "MambaWasmError",
+    "Probe",
     "SafetensorsError",
     "Sampler",
     "SamplingParams",
+    "Score",
     "Session",
     "StreamingDetokenizer",
+    "TokenProbabilities",
     "Tokenizer",
     "TokenizerError",
     "from_pretrained",
     "generate",
     "load_model",
     "load_model_from_files",
+    "score",
+    "score_ids",
 ]

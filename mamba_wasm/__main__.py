@@ -1,5 +1,6 @@
 """Command line: `mamba-wasm generate [MODEL_DIR] --prompt TEXT` (or `python -m mamba_wasm ...`)
-streams the prompt and its continuation to stdout."""
+streams the prompt and its continuation to stdout; `mamba-wasm score [MODEL_DIR] --text TEXT`
+prints how many nats each token of a text costs the model."""
 
 import argparse
 import json
@@ -12,6 +13,7 @@ from .checkpoint import from_pretrained
 from .errors import MambaWasmError
 from .generation import Session
 from .sampling import SamplingParams
+from .scoring import score
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULTS = SamplingParams()
@@ -83,7 +85,12 @@ def parse_args(argv):
     gen.add_argument("--echo", action=argparse.BooleanOptionalAction, default=True,
                      help="print the prompt before its continuation (default: --echo)")
     gen.add_argument("--stats", action="store_true", help="print token counts and speed to stderr (default: off)")
+    score_parser = add_score_parser(commands, model_default)
     args = parser.parse_args(argv)
+    if args.command == "score":
+        if args.model_dir is None:
+            score_parser.error("no MODEL_DIR given, and no default model beside the package (models/index.json)")
+        return args
     if args.model_dir is None:
         gen.error("no MODEL_DIR given, and no default model beside the package (models/index.json)")
     ranges = (("--max-new-tokens", args.max_new_tokens >= 1, "a whole number >= 1", args.max_new_tokens),
@@ -96,14 +103,56 @@ def parse_args(argv):
     return args
 
 
+SCORE_EXAMPLE = 'mamba-wasm score models/shakespeare --text "To be, or not to be, that is the question."'
+
+
+def add_score_parser(commands, model_default):
+    sc = commands.add_parser(
+        "score", help="the negative log-likelihood of each token of a text",
+        description="Print each token of the text with its negative log-likelihood in nats under the "
+                    "model (no sampling filters), then nats/token, nats/char and perplexity. The text "
+                    "is scored as a document after the end-of-text token when the tokenizer has one.",
+        epilog=f"example: {SCORE_EXAMPLE}")
+    sc.add_argument("model_dir", nargs="?", default=model_default, metavar="MODEL_DIR",
+                    help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
+                         + (" (default: %(default)s)" if model_default else " (required: no default model beside the package)"))
+    source = sc.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", metavar="TEXT", help="the text to score; - reads it from stdin (this or --file is required)")
+    source.add_argument("--file", metavar="PATH", type=Path, help="read the text from this UTF-8 file")
+    sc.add_argument("--json", action="store_true",
+                    help="print one JSON object (ids, nll per token after the first, totals) instead of a table (default: off)")
+    return sc
+
+
+def read_text(path, option):
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read the {option} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"the {option} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def score_command(args):
+    text = read_text(args.file, "file") if args.file is not None else (sys.stdin.read() if args.text == "-" else args.text)
+    if not text:
+        raise CommandError("the text is empty: give some with --text TEXT, --text - (stdin) or --file PATH")
+    model, tokenizer = from_pretrained(args.model_dir)
+    result = score(model, tokenizer, text)
+    if args.json:
+        print(json.dumps({"ids": result.ids, "nll": result.nll.tolist(), **result.totals()}))
+        return
+    print("token\tnats\ttext")
+    for token, nats in zip(result.ids[1:], result.nll):
+        print(f"{token}\t{nats:.4f}\t{json.dumps(tokenizer.decode([token]), ensure_ascii=False)}")
+    per_char = "n/a" if result.nats_per_char is None else f"{result.nats_per_char:.4f}"
+    print(f"{len(result.nll)} tokens, {result.n_chars} chars: {result.nats_per_token:.4f} nats/token, "
+          f"{per_char} nats/char, perplexity {result.perplexity:.2f}")
+
+
 def read_prompt(args):
     if args.prompt_file is not None:
-        try:
-            return args.prompt_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read the prompt file {args.prompt_file}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"the prompt file {args.prompt_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return read_text(args.prompt_file, "prompt file")
     if args.prompt == "-":
         return sys.stdin.read()
     return args.prompt
@@ -135,7 +184,7 @@ def generate_command(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        generate_command(args)
+        (score_command if args.command == "score" else generate_command)(args)
     except (MambaWasmError, CommandError) as exc:
         print(f"mamba-wasm: error: {exc}", file=sys.stderr)
         return 2

@@ -14,9 +14,12 @@ from typing import Optional
 
 import numpy as np
 
+from .branching import History
 from .detokenizer import StreamingDetokenizer
 from .errors import InputError
+from .guards import check_token
 from .sampling import Sampler, SamplingParams
+from .token_probabilities import token_probabilities
 
 MAX_PROMPT_TOKENS = 65536  # ~250k characters: beyond it, prefill time is the user's real problem
 PREFILL_BLOCK = 256  # prompt tokens run through all layers at once: bounds prefill memory
@@ -54,6 +57,7 @@ class Decoding:
     sampler: Sampler
     detokenizer: StreamingDetokenizer
     eos: Optional[int]  # the token that ends generation; None when stop_at_eos is False
+    history: Optional[History]  # what `branch` restarts from; None unless the Session snapshots
 
 
 class Session:
@@ -67,13 +71,26 @@ class Session:
     `start` (or `begin` + `prefill_step`) takes the sampling keywords of SamplingParams:
     temperature (0 greedy), top_k, top_p, repetition_penalty, seed. `extend(n)` continues a
     stopped or finished generation. Read n_prompt, n_generated, generated_ids, done.
+
+    With record_probabilities=True, `token_probabilities[i]` is the TokenProbabilities of
+    generated_ids[i] (its probability as sampled and under the raw model, and 10 alternatives);
+    off, nothing of it is computed. Recording never changes the text.
+
+    With snapshot_every=N, `branch(t, token)` continues from generated token t with another
+    token, from the state snapshot at or before t (one every N tokens, see branching.py).
     """
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, record_probabilities=False, snapshot_every=None):
+        if snapshot_every is not None and (isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int)
+                                           or snapshot_every < 1):
+            raise InputError(f"snapshot_every must be a positive integer or None, got {snapshot_every!r}")
         self.model = model
         self.tokenizer = tokenizer
+        self.record_probabilities = record_probabilities
+        self.snapshot_every = snapshot_every
         self.n_prompt = 0
         self.generated_ids = []
+        self.token_probabilities = []  # TokenProbabilities per generated id, when recording
         self.max_new_tokens = 0
         self.done = True
         self.prompt_state_reused = False
@@ -107,7 +124,7 @@ class Session:
         began = time.perf_counter()
         self.prompt_state_reused = self._prompt is not None and self._prompt.finished and self._prompt.text == prompt
         self._request = Request(params, max_new_tokens, stop_at_eos)
-        self.generated_ids, self.done, self._decoding = [], True, None  # nothing to generate yet
+        self.generated_ids, self.token_probabilities, self.done, self._decoding = [], [], True, None  # nothing to generate yet
         if not self.prompt_state_reused:
             ids = self.tokenizer.encode(prompt)
             if len(ids) > MAX_PROMPT_TOKENS:
@@ -138,6 +155,7 @@ class Session:
             sampler=Sampler(request.params),
             detokenizer=StreamingDetokenizer(self.tokenizer),
             eos=self.tokenizer.eos_token_id if request.stop_at_eos else None,
+            history=History(self.snapshot_every) if self.snapshot_every else None,
         )
         self.done = False
         self.prefill_seconds += time.perf_counter() - began
@@ -150,7 +168,11 @@ class Session:
         for _ in range(n_tokens):
             if self.done:
                 break
+            if decoding.history is not None:
+                decoding.history.record(self.n_generated, decoding.state, decoding.logits, decoding.sampler.rng)
             token = decoding.sampler(decoding.logits, decoding.seen)
+            if self.record_probabilities:
+                self.token_probabilities.append(token_probabilities(decoding.sampler, decoding.logits, decoding.seen, token))
             self.generated_ids.append(token)
             if token == decoding.eos:
                 self.done = True
@@ -171,6 +193,44 @@ class Session:
             raise InputError(f"more_tokens must be a positive integer, got {more_tokens!r}")
         self.max_new_tokens = self.n_generated + more_tokens
         self.done = False
+
+    def branch(self, position, token):
+        """Replace generated token `position` by `token` and continue from there: the tokens after
+        it are dropped, advance() generates new ones (up to the same max_new_tokens). Replays at
+        most snapshot_every-1 tokens, never the prompt. Returns the generated text up to and
+        including `token`, which replaces all generated text so far."""
+        decoding = self._decoding
+        if decoding is None or decoding.history is None:
+            raise InputError("nothing to branch from: make the Session with snapshot_every=N and generate first")
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < self.n_generated:
+            raise InputError(f"position must be the index of a generated token, in [0, {self.n_generated}), got {position!r}")
+        token = check_token(token, self.tokenizer.vocab_size)
+        history, kept = decoding.history, self.generated_ids[:position]
+        snapshot = history.nearest(position)
+        state, logits = snapshot.state.copy(), snapshot.logits
+        for replayed in kept[snapshot.position :]:
+            logits = self._mask_padding(self.model.step(replayed, state))
+        seen = set(self._prompt.ids) | set(kept)
+        sampler = decoding.sampler
+        sampler.rng.bit_generator.state = history.rng_states[position]
+        if self.record_probabilities:
+            self.token_probabilities[position:] = [token_probabilities(sampler, logits, seen, token)]
+        sampler(logits, seen)  # the draw `token` replaces: later draws continue as after a forced token
+        history.truncate(position)
+        self.generated_ids = kept + [token]
+        detokenizer = StreamingDetokenizer(self.tokenizer)
+        pieces = [detokenizer.push(t) for t in kept]
+        decoding.state, decoding.logits, decoding.seen, decoding.detokenizer = state, logits, seen, detokenizer
+        if token == decoding.eos:
+            self.done = True
+        else:
+            pieces.append(detokenizer.push(token))
+            seen.add(token)
+            decoding.logits = self._mask_padding(self.model.step(token, state))
+            self.done = self.n_generated >= self.max_new_tokens
+        if self.done:
+            pieces.append(detokenizer.flush())
+        return "".join(pieces)
 
     @property
     def n_generated(self):

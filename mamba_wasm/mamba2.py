@@ -84,31 +84,34 @@ class Mamba2:
             ssm=np.zeros((c.n_layer, c.n_heads, c.head_dim, c.d_state), np.float32),
         )
 
-    def step(self, token, state):
-        """Logits (v,) for the next token after `token`; advances `state` in place."""
+    def step(self, token, state, probe=None):
+        """Logits (v,) for the next token after `token`; advances `state` in place. A `probe`
+        (inspection.Probe) records Δ (per head), kept state and state norm per layer."""
         self._check_ids([token])
         c, w = self.config, self.weights
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
-            u = u + _mixer_step(_rmsnorm(u, layer.norm, c.norm_eps), layer, c, state.conv[i], state.ssm[i])
+            u = u + _mixer_step(_rmsnorm(u, layer.norm, c.norm_eps), layer, c, state.conv[i], state.ssm[i],
+                                None if probe is None else probe.recorder(i))
         return _project(_rmsnorm(u, w.norm_f, c.norm_eps), w.lm_head)  # (v,)
 
-    def forward(self, ids, state=None):
+    def forward(self, ids, state=None, probe=None):
         """Logits (l, v) for every position of `ids`, from `state` (fresh when None)."""
-        u = self._blocks(ids, self.new_state() if state is None else state)  # (l, d)
+        u = self._blocks(ids, self.new_state() if state is None else state, probe)  # (l, d)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (l, v)
 
-    def prefill(self, ids, state):
+    def prefill(self, ids, state, probe=None):
         """Run the prompt over the whole sequence at once; logits (v,) after its last token."""
-        u = self._blocks(ids, state)[-1]  # (d,)
+        u = self._blocks(ids, state, probe)[-1]  # (d,)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (v,)
 
-    def _blocks(self, ids, state):
+    def _blocks(self, ids, state, probe=None):
         self._check_ids(ids)
         c = self.config
         u = self.weights.embedding[np.asarray(ids, dtype=np.int64)]  # (l, d)
         for i, layer in enumerate(self.weights.layers):
-            u = u + _mixer_sequence(_rmsnorm(u, layer.norm, c.norm_eps), layer, c, state.conv[i], state.ssm[i])
+            u = u + _mixer_sequence(_rmsnorm(u, layer.norm, c.norm_eps), layer, c, state.conv[i], state.ssm[i],
+                                    None if probe is None else probe.recorder(i))
         return u
 
     def _check_ids(self, ids):
@@ -148,8 +151,9 @@ def _split_xbc(xbc, c):
     return x, B, C
 
 
-def _mixer_step(u, w, c, conv_state, ssm):
+def _mixer_step(u, w, c, conv_state, ssm, record=None):
     """One token through one mixer. u (d,); conv_state (e, k) and ssm (h, p, n) updated in place.
+    record: an inspection.Probe's recorder(layer), or None.
 
     The reference: Mamba2.step in mamba_ssm and mamba2_selective_state_update in transformers."""
     d_in, e, g = c.d_inner, c.conv_dim, c.n_groups
@@ -164,18 +168,23 @@ def _mixer_step(u, w, c, conv_state, ssm):
     x, B, C = _split_xbc(_silu(xbc), c)  # (h, p), (g, n), (g, n)
 
     dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (h,)
-    ssm *= np.exp(dt * w.A)[:, None, None]  # (h, p, n): each head decays by its own scalar
+    kept = np.exp(dt * w.A)  # (h,)
+    ssm *= kept[:, None, None]  # (h, p, n): each head decays by its own scalar
     grouped = ssm.reshape(g, -1, c.head_dim, c.d_state)  # (g, j, p, n): a view of ssm
     dtx = (dt[:, None] * x).reshape(g, -1, c.head_dim)  # (g, j, p)
     grouped += np.einsum("gjp,gn->gjpn", dtx, B)  # S += dt * x B^T, B shared by the group's heads
     y = np.einsum("gjpn,gn->gjp", grouped, C).reshape(d_in)  # (d_in,) = S C
+    if record is not None:
+        flat = ssm.reshape(-1)
+        record(dt, kept.mean(), math.sqrt(float(np.dot(flat, flat))))
     y += (w.D[:, None] * x).reshape(d_in)
     y = _gated_rmsnorm(y, z, w.gated_norm, g, c.gated_norm_eps)  # (d_in,)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (d,)
 
 
-def _mixer_sequence(u, w, c, conv_state, ssm):
+def _mixer_sequence(u, w, c, conv_state, ssm, record=None):
     """A whole sequence through one mixer. u (l, d); the state is read, then left after u's end.
+    record: an inspection.Probe's recorder(layer), or None.
 
     The projections and the convolution run for all l tokens at once; the SSM runs chunk by chunk."""
     d_in, e = c.d_inner, c.conv_dim
@@ -191,10 +200,26 @@ def _mixer_sequence(u, w, c, conv_state, ssm):
     x, B, C = _split_xbc(_silu(xbc), c)  # (l, h, p), (l, g, n), (l, g, n)
 
     dt = _time_step(dt, w.dt_bias, c.dt_limit)  # (l, h)
+    if record is not None:
+        record(dt, np.exp(dt * w.A).mean(axis=1), _state_norms(x, dt, w.A, B, ssm))
     y = _ssd(x, dt, w.A, B, C, ssm)  # (l, h, p)
     y += w.D[:, None] * x
     y = _gated_rmsnorm(y.reshape(l, d_in), z, w.gated_norm, c.n_groups, c.gated_norm_eps)  # (l, d_in)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (l, d)
+
+
+def _state_norms(x, dt, A, B, state):
+    """(l,) the norm of the state after each token, for the probe: the chunked scan never holds the
+    state per token, so the recurrence runs token by token here, from a copy of `state` (h, p, n)."""
+    g = B.shape[1]
+    S = state.copy().reshape(g, -1, *state.shape[1:])  # (g, j, p, n)
+    norms = np.empty(x.shape[0], np.float32)
+    for t in range(x.shape[0]):
+        S *= np.exp(dt[t] * A).reshape(g, -1)[:, :, None, None]
+        S += np.einsum("gjp,gn->gjpn", (dt[t, :, None] * x[t]).reshape(g, -1, x.shape[2]), B[t])
+        flat = S.reshape(-1)
+        norms[t] = math.sqrt(float(np.dot(flat, flat)))
+    return norms
 
 
 def _ssd(x, dt, A, B, C, state):

@@ -116,36 +116,39 @@ class Mamba:
         """A fresh state (no past): conv (n_layer, d_in, k) and ssm (n_layer, d_in, n), float32 zeros."""
         return MambaState(**{name: np.zeros(shape, np.float32) for name, shape in self._state_shapes.items()})
 
-    def step(self, token, state):
-        """Logits (v,) for the next token after `token` (an int id); advances `state` in place."""
+    def step(self, token, state, probe=None):
+        """Logits (v,) for the next token after `token` (an int id); advances `state` in place.
+        A `probe` (inspection.Probe) records Δ, kept state and state norm per layer."""
         token = check_token(token, self.config.vocab_size)
         check_state(state, MambaState, self._state_shapes)
         w = self.weights
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
-            u = u + _mixer_step(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i])
+            u = u + _mixer_step(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i],
+                                None if probe is None else probe.recorder(i))
         return _project(_rmsnorm(u, w.norm_f, self.config.norm_eps), w.lm_head)  # (v,)
 
-    def forward(self, ids, state=None):
+    def forward(self, ids, state=None, probe=None):
         """Logits (l, v) for every position of `ids` (a sequence of l int ids).
 
         Starts from `state` and advances it past the last id; with no state, from a fresh one.
         """
-        u = self._blocks(ids, self.new_state() if state is None else state)  # (l, d)
+        u = self._blocks(ids, self.new_state() if state is None else state, probe)  # (l, d)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (l, v)
 
-    def prefill(self, ids, state):
+    def prefill(self, ids, state, probe=None):
         """Run the prompt `ids` over the whole sequence at once, advancing `state`; logits (v,)
         after its last token only."""
-        u = self._blocks(ids, state)[-1]  # (d,)
+        u = self._blocks(ids, state, probe)[-1]  # (d,)
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (v,)
 
-    def _blocks(self, ids, state):
+    def _blocks(self, ids, state, probe=None):
         ids = check_ids(ids, self.config.vocab_size)  # (l,) int64
         check_state(state, MambaState, self._state_shapes)
         u = self.weights.embedding[ids]  # (l, d)
         for i, layer in enumerate(self.weights.layers):
-            u = u + _mixer_sequence(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i])
+            u = u + _mixer_sequence(_rmsnorm(u, layer.norm, self.config.norm_eps), layer, state.conv[i], state.ssm[i],
+                                    None if probe is None else probe.recorder(i))
         return u
 
 
@@ -176,8 +179,9 @@ def _linear(x, weight, bias):
     return y
 
 
-def _mixer_step(u, w, conv_state, h):
-    """One token through one mixer. u (d,); conv_state (d_in, k) and h (d_in, n) updated in place."""
+def _mixer_step(u, w, conv_state, h, record=None):
+    """One token through one mixer. u (d,); conv_state (d_in, k) and h (d_in, n) updated in place.
+    record: an inspection.Probe's recorder(layer), or None."""
     d_in, n = w.A.shape
     xz = _linear(u, w.in_proj, w.in_proj_bias)  # (2*d_in,)
     x, z = xz[:d_in], xz[d_in:]
@@ -196,17 +200,22 @@ def _mixer_step(u, w, conv_state, h):
 
     scratch = delta[:, None] * w.A  # (d_in, n) ΔA: one buffer, holding Ā and then B̄x
     A_bar = np.exp(scratch, out=scratch)  # Ā = exp(ΔA)
+    kept = None if record is None else A_bar.mean()  # read before the buffer is reused
     h *= A_bar
     Bx_bar = np.multiply.outer(delta * x, B, out=scratch)  # B̄x = (Δx) B, over Ā (no longer needed)
     h += Bx_bar  # h = Ā h + B̄ x  (d_in, n)
+    if record is not None:
+        flat = h.reshape(-1)
+        record(delta, kept, math.sqrt(float(np.dot(flat, flat))))
     y = np.einsum("in,n->i", h, C)  # (d_in,)
     y += w.D * x
     y *= _silu(z)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (d,)
 
 
-def _mixer_sequence(u, w, conv_state, h):
+def _mixer_sequence(u, w, conv_state, h, record=None):
     """A whole sequence through one mixer. u (l, d); the state is read, then left after u's end.
+    record: an inspection.Probe's recorder(layer), or None.
 
     The projections run for all l tokens at once; only the recurrence walks through time.
     """
@@ -228,9 +237,12 @@ def _mixer_sequence(u, w, conv_state, h):
     B, C = delta_B_C[:, r : r + n], delta_B_C[:, r + n :]  # (l, n), (l, n)
 
     y = np.empty_like(x)  # (l, d_in)
+    kept, state_norm = (None, None) if record is None else (np.empty(l, np.float32), np.empty(l, np.float32))  # (l,) each
     for start in range(0, l, SCAN_CHUNK):
         t = slice(start, start + SCAN_CHUNK)
         A_bar = np.exp(delta[t, :, None] * w.A)  # (chunk, d_in, n)
+        if record is not None:
+            kept[t] = A_bar.mean(axis=(1, 2))  # read before the loop multiplies h into it
         hs = (delta[t] * x[t])[:, :, None] * B[t, None, :]  # (chunk, d_in, n): B̄x, becomes h per step
         previous = h
         for i in range(hs.shape[0]):
@@ -238,6 +250,10 @@ def _mixer_sequence(u, w, conv_state, h):
             hs[i] += A_bar[i]  # h_t = Ā_t h_(t-1) + B̄_t x_t
             previous = hs[i]
         h[:] = previous
+        if record is not None:
+            state_norm[t] = np.sqrt(np.einsum("tin,tin->t", hs, hs))
         y[t] = np.einsum("tin,tn->ti", hs, C[t])  # (chunk, d_in)
+    if record is not None:
+        record(delta, kept, state_norm)
     y = (y + w.D * x) * _silu(z)  # (l, d_in)
     return _linear(y, w.out_proj, w.out_proj_bias)  # (l, d)
