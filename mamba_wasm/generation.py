@@ -10,7 +10,7 @@ again with the same prompt (Regenerate) restores it instead of running the promp
 
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -35,9 +35,10 @@ class Request:
 
 @dataclass
 class PromptRun:
-    """A prompt run a block at a time; once finished, kept so the same prompt again (Regenerate)
-    restores the state after it instead of running it again."""
+    """A prompt tokenized a slice at a time, then run a block at a time; once finished, kept so the
+    same prompt again (Regenerate) restores the state after it instead of running it again."""
     text: str
+    slices: Optional[Iterator]  # tokenizer.encode_steps(text) while tokenizing; None once ids is whole
     ids: list
     state: object  # the model's state after ids[:position]
     position: int = 0  # the next prompt id to run
@@ -105,14 +106,14 @@ class Session:
         `sampling` holds SamplingParams fields. With stop_at_eos False, an end-of-text token is
         generated like any other (benchmarks need an exact length). Returns the number of prompt tokens.
         """
-        n_prompt = self.begin(prompt, max_new_tokens, stop_at_eos, **sampling)
+        self.begin(prompt, max_new_tokens, stop_at_eos, **sampling)
         while not self.prefill_step():
             pass
-        return n_prompt
+        return self.n_prompt
 
     def begin(self, prompt, max_new_tokens=200, stop_at_eos=True, **sampling):
-        """`start` in pieces, so a caller can stop a long prompt between two blocks: check and
-        tokenize here, then call prefill_step() until it returns True."""
+        """`start` in pieces, so a caller can stop a long prompt between two steps: check the
+        arguments here, then call prefill_step() until it returns True (n_prompt is set by then)."""
         params = SamplingParams(**sampling)
         if not isinstance(prompt, str):
             raise InputError(f"the prompt must be text (a str), got {type(prompt).__name__}; "
@@ -126,19 +127,26 @@ class Session:
         self._request = Request(params, max_new_tokens, stop_at_eos)
         self.generated_ids, self.token_probabilities, self.done, self._decoding = [], [], True, None  # nothing to generate yet
         if not self.prompt_state_reused:
-            ids = self.tokenizer.encode(prompt)
-            if len(ids) > MAX_PROMPT_TOKENS:
-                raise InputError(f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}")
-            self._prompt = PromptRun(prompt, ids, self.model.new_state())
-            self.n_prompt = len(ids)
+            self._prompt = PromptRun(prompt, self.tokenizer.encode_steps(prompt), [], self.model.new_state())
+            self.n_prompt = 0  # known once the prompt is tokenized, in prefill_step
         self.prefill_seconds = time.perf_counter() - began
-        return self.n_prompt
 
     def prefill_step(self):
-        """Run the next PREFILL_BLOCK prompt tokens; True once the prompt has run and tokens can
-        be generated (at once when its state was reused)."""
+        """Tokenize the next slice of the prompt or, once it is tokenized, run its next PREFILL_BLOCK
+        tokens; True once the prompt has run and tokens can be generated (at once when its state was
+        reused). Each call is bounded work: a million-character prompt is many calls, not one."""
         began = time.perf_counter()
         prompt = self._prompt
+        if prompt.slices is not None:
+            ids = next(prompt.slices, None)
+            if ids is not None:
+                prompt.ids.extend(ids)
+                if len(prompt.ids) > MAX_PROMPT_TOKENS:
+                    raise InputError(f"the prompt has more than {MAX_PROMPT_TOKENS} tokens (tokenizing stopped at {len(prompt.ids)}); the limit is {MAX_PROMPT_TOKENS}")
+                self.prefill_seconds += time.perf_counter() - began
+                return False
+            prompt.slices = None
+            self.n_prompt = len(prompt.ids)
         if not prompt.finished:
             logits = self.model.prefill(prompt.ids[prompt.position : prompt.position + PREFILL_BLOCK], prompt.state)
             prompt.position += PREFILL_BLOCK

@@ -126,17 +126,34 @@ def test_a_prompt_runs_block_by_block_and_can_be_abandoned(model, tokenizer, mon
     expected = run(Session(model, tokenizer), prompt, 6, temperature=0)
 
     session = Session(model, tokenizer)
-    n_prompt = session.begin(prompt, 6, temperature=0)
-    blocks = 1
+    session.begin(prompt, 6, temperature=0)
+    calls = 1
     while not session.prefill_step():
         assert session.done  # nothing can be generated before the whole prompt has run
-        blocks += 1
-    assert blocks == -(-n_prompt // 8)
+        calls += 1
+    n_slices = len(list(tokenizer.encode_steps(prompt)))
+    # one call per tokenizer slice, then one per block (the first block in the call that finds
+    # the tokenizer done)
+    assert session.n_prompt == len(tokenizer.encode(prompt)) and calls == n_slices + -(-session.n_prompt // 8)
 
     session = Session(model, tokenizer)
     session.begin(prompt, 6, temperature=0)
     assert not session.prefill_step()  # abandoned after one block, as a Stop would
     assert run(session, prompt, 6, temperature=0) == expected and not session.prompt_state_reused
+
+
+def test_a_huge_prompt_is_tokenized_in_many_bounded_steps_and_can_be_abandoned(model, tokenizer):
+    """A million spaces is one word: tokenizing it in one call kept Stop from landing for seconds.
+    Now every prefill_step is one bounded slice of tokenizing, so the worker can stop between two."""
+    session = Session(model, tokenizer)
+    session.begin(" " * 1_000_000, 4, temperature=0)
+    steps = 0
+    while session.n_prompt == 0 and not session.prefill_step():
+        steps += 1
+        if steps == 50:
+            break  # abandoned, as a Stop would
+    assert steps == 50 and session.done and session.n_prompt == 0
+    assert session.start("still usable", 2, temperature=0) > 0 and isinstance(session.advance(2), str)
 
 
 def test_session_state_is_named_in_init(model, tokenizer):

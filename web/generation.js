@@ -58,14 +58,15 @@ export class LoadedModel {
 // send(type, fields) posts to the page; `generation` is this request's Generation.
 export async function generate(runtime, loaded, generation, msg, send) {
   const { session, begin, prefillStep } = loaded;
-  const nPrompt = begin.callKwargs(msg.prompt, msg.params);
-  // The prompt runs a block at a time with a yield between blocks, so Stop lands within one
-  // block of a long prompt too (streamTokens then reports it stopped, with nothing generated).
+  begin.callKwargs(msg.prompt, msg.params);
+  // The prompt is tokenized a slice at a time, then run a block at a time, with a yield between
+  // steps, so Stop lands within one step of a long prompt too (streamTokens then reports it
+  // stopped, with nothing generated).
   while (!prefillStep()) {
     await yieldToEventLoop();
     if (generation.stopRequested) break;
   }
-  send("started", { id: msg.id, n_prompt: nPrompt, prefill_ms: session.prefill_seconds * 1000,
+  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: session.prefill_seconds * 1000,
     prompt_state_reused: session.prompt_state_reused, state_nbytes: session.state_nbytes,
     continued: false });
   await streamTokens(runtime, loaded, generation, send, 0);
