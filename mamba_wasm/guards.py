@@ -6,7 +6,7 @@ was an IndexError, a state of another model "operands could not be broadcast"), 
 expected. They run once per call, not per layer, and cost a few microseconds: the common case (a
 plain int token, a state made by new_state()) takes the first branch of each test.
 
-Both architectures call them: model.py (Mamba-1) and any other model with a state of named arrays.
+Both architectures call them: model.py (Mamba-1) and mamba2.py (Mamba-2), with their own state shapes.
 """
 
 import numbers

@@ -55,18 +55,22 @@ import math
 
 import numpy as np
 
-from .errors import InputError
+from .guards import check_ids, check_state, check_token
 from .model import MambaState, _linear, _project, _rmsnorm, _silu, _softplus  # shared with Mamba-1
 
 SSD_CHUNK = 32  # time steps whose (h, c, c) intra-chunk products exist at once
 
 
 class Mamba2:
-    """Same interface as model.Mamba: forward, step, prefill, new_state, n_params, state_nbytes."""
+    """Same interface as model.Mamba: forward, step, prefill, new_state, n_params, state_nbytes.
+    Bad input (ids, or a state not from this model's new_state()) raises InputError, as there."""
 
     def __init__(self, config, weights):
         self.config = config
         self.weights = weights
+        c = config
+        self._state_shapes = {"conv": (c.n_layer, c.conv_dim, c.d_conv),
+                              "ssm": (c.n_layer, c.n_heads, c.head_dim, c.d_state)}
 
     @property
     def n_params(self):
@@ -78,16 +82,13 @@ class Mamba2:
 
     def new_state(self):
         """conv (n_layer, e, k): the last k inputs of x, B and C; ssm (n_layer, h, p, n)."""
-        c = self.config
-        return MambaState(
-            conv=np.zeros((c.n_layer, c.conv_dim, c.d_conv), np.float32),
-            ssm=np.zeros((c.n_layer, c.n_heads, c.head_dim, c.d_state), np.float32),
-        )
+        return MambaState(**{name: np.zeros(shape, np.float32) for name, shape in self._state_shapes.items()})
 
     def step(self, token, state, probe=None):
         """Logits (v,) for the next token after `token`; advances `state` in place. A `probe`
         (inspection.Probe) records Δ (per head), kept state and state norm per layer."""
-        self._check_ids([token])
+        token = check_token(token, self.config.vocab_size)
+        check_state(state, MambaState, self._state_shapes)  # a Mamba-1's or another model's state: refused
         c, w = self.config, self.weights
         u = w.embedding[token]  # (d,)
         for i, layer in enumerate(w.layers):
@@ -106,21 +107,14 @@ class Mamba2:
         return _project(_rmsnorm(u, self.weights.norm_f, self.config.norm_eps), self.weights.lm_head)  # (v,)
 
     def _blocks(self, ids, state, probe=None):
-        self._check_ids(ids)
+        ids = check_ids(ids, self.config.vocab_size)  # (l,) int64
+        check_state(state, MambaState, self._state_shapes)
         c = self.config
-        u = self.weights.embedding[np.asarray(ids, dtype=np.int64)]  # (l, d)
+        u = self.weights.embedding[ids]  # (l, d)
         for i, layer in enumerate(self.weights.layers):
             u = u + _mixer_sequence(_rmsnorm(u, layer.norm, c.norm_eps), layer, c, state.conv[i], state.ssm[i],
                                     None if probe is None else probe.recorder(i))
         return u
-
-    def _check_ids(self, ids):
-        if len(ids) == 0:
-            raise InputError("no tokens to run: the prompt is empty")
-        v = self.config.vocab_size
-        for token in ids:
-            if not 0 <= int(token) < v:
-                raise InputError(f"token id {int(token)} is out of range for a vocabulary of {v}")
 
 
 def _gated_rmsnorm(y, z, scale, n_groups, eps):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mamba_wasm
-from mamba_wasm import ConfigError, InputError, Session, mamba2
+from mamba_wasm import ConfigError, InputError, MambaState, Session, mamba2
 from mamba_wasm.checkpoint import load_model_from_files, read_folder
 from mamba_wasm.config import Mamba2Config, config_from_json
 from mamba_wasm.errors import CheckpointError
@@ -132,13 +132,61 @@ def test_config_members_the_page_reads(fixture):
 def test_bad_token_ids_are_refused(model):
     state = model.new_state()
     for bad in (-1, 40):
-        with pytest.raises(InputError, match="out of range"):
+        with pytest.raises(InputError, match=f"token id {bad} is out of range for a vocabulary of 40"):
             model.step(bad, state)
         with pytest.raises(InputError, match="out of range"):
             model.forward([1, bad])
+    for bad, name in ((4.7, "float"), (True, "bool"), (np.float32(3), "float32"), ("7", "str")):
+        with pytest.raises(InputError, match=rf"a token id must be an integer in \[0, 40\), got .* \({name}\)"):
+            model.step(bad, state)
+    for bad, match in (([1.5, 2.0], "got float64"), ([True], "got bool"), ("To be", "got str"), ([[1]], "flat")):
+        with pytest.raises(InputError, match=match):
+            model.forward(bad)
     with pytest.raises(InputError, match="empty"):
         model.prefill([], state)
-    assert not state.ssm.any()  # nothing ran
+    assert not state.ssm.any() and not state.conv.any()  # nothing ran
+
+
+def test_numpy_integer_ids_are_accepted(model):
+    a, b = model.new_state(), model.new_state()
+    assert np.array_equal(model.step(np.int64(5), a), model.step(5, b))
+    assert np.array_equal(model.forward(np.array([3, 1, 4], np.uint16)), model.forward([3, 1, 4]))
+
+
+def mamba1_state():
+    return mamba_wasm.load_model(ROOT / "models" / "tiny-random").new_state()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda m: mamba1_state(), r"conv is float32 \(2, 128, 4\), expected float32"),
+    (lambda m: Mamba2(tiny_mamba2_config(n_layer=3), m.weights).new_state(), r"conv is float32 \(3, "),
+    (lambda m: Mamba2(replace(m.config, d_state=m.config.d_state * 2), m.weights).new_state(), "does not fit"),
+    (lambda m: MambaState(conv=m.new_state().conv, ssm=m.new_state().ssm.astype(np.float64)),
+     r"ssm is float64 \(.*\), expected float32"),
+    (lambda m: (m.new_state().conv, m.new_state().ssm), "must be a MambaState from this model's new_state.., got tuple"),
+])
+def test_a_state_that_is_not_this_models_is_refused(model, make, match):
+    """A Mamba-1's state, another Mamba-2's, a float64 one: InputError, before anything runs."""
+    for call in (lambda s: model.step(1, s), lambda s: model.forward([1, 2], s), lambda s: model.prefill([1], s)):
+        state = make(model)
+        with pytest.raises(InputError, match=match):
+            call(state)
+        if isinstance(state, MambaState):
+            assert not state.ssm.any() and not state.conv.any()  # nothing ran
+
+
+def test_step_and_prefill_need_a_state(model):
+    for call in (lambda: model.step(1, None), lambda: model.prefill([1], None)):
+        with pytest.raises(InputError, match="got NoneType"):
+            call()
+
+
+def test_a_read_only_state_is_refused(model):
+    state = model.new_state()
+    state.conv.flags.writeable = False
+    with pytest.raises(InputError, match=r"conv is float32 .* \(read-only\)"):
+        model.step(1, state)
+    assert not state.ssm.any()
 
 
 # -- loading from bytes, as the web worker does ----------------------------------------------------
