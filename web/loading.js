@@ -1,6 +1,6 @@
 // A load request (worker side), as one sequence of phases, each announced once:
 //   download  the runtime files (when Python has not started) and a site model's files, verified
-//   python, numpy, package   Python starts (runtime.js), once per worker
+//   python    Python, NumPy and the package start (runtime.js: from the snapshot or not), once per worker
 //   plan      a URL's or the user's model: config.json described by Python, sizes, memory check
 //   fetch     that model's files: downloaded, read from this browser's storage or the user's files
 //   model     the files become a Python model and tokenizer
