@@ -218,18 +218,7 @@ def load_weights(files, config, source):
         )
 
     def take(key, shape):
-        if key not in tensors:
-            raise CheckpointError(f"{_files_label(files, source)}: missing tensor {key!r}")
-        array = tensors[key]
-        if array.shape != shape:
-            raise CheckpointError(
-                f"{where[key]}: tensor {key!r} has shape {array.shape}, expected {shape} from config.json"
-            )
-        dtype = DTYPE_NAMES[array.dtype]
-        if dtype not in FLOAT_DTYPES:
-            supported = ", ".join(FLOAT_DTYPES)
-            raise CheckpointError(f"{where[key]}: tensor {key!r} has dtype {dtype}; supported: {supported}")
-        array = to_float32(array)
+        array = to_float32(checked_tensor(tensors, where, key, shape, _files_label(files, source)))
         if not np.isfinite(array).all():
             raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
         return array
@@ -252,6 +241,20 @@ def load_weights(files, config, source):
         lm_head=_lm_head(config, tensors, embedding, take),
     )
 
+
+
+def checked_tensor(tensors, where, key, shape, label):
+    """tensors[key], checked to be there (else named against `label`, the files), of `shape` and of
+    a float dtype; `where[key]` names the file that holds it. The sharded loader checks with it too."""
+    if key not in tensors:
+        raise CheckpointError(f"{label}: missing tensor {key!r}")
+    array = tensors[key]
+    if array.shape != shape:
+        raise CheckpointError(f"{where[key]}: tensor {key!r} has shape {array.shape}, expected {shape} from config.json")
+    dtype = DTYPE_NAMES[array.dtype]
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{where[key]}: tensor {key!r} has dtype {dtype}; supported: {', '.join(FLOAT_DTYPES)}")
+    return array
 
 def _lm_head(config, tensors, embedding, take):
     """Mirror each layout's reference. transformers (5.x) uses a file's lm_head.weight even when

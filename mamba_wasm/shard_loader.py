@@ -21,7 +21,6 @@ from .checkpoint import (
     ARCHITECTURES,
     CONFIG_FILE,
     EMBEDDING_KEY,
-    FLOAT_DTYPES,
     LAYER_PREFIX,
     LM_HEAD_KEY,
     NORM_F_KEY,
@@ -29,12 +28,13 @@ from .checkpoint import (
     _files_label,
     _json_text,
     _lm_head,
+    checked_tensor,
     read_folder,
     read_tensors,
 )
 from .config import config_from_json
 from .errors import CheckpointError, ConfigError
-from .safetensors import DTYPE_NAMES, to_float32
+from .safetensors import to_float32
 from .sharded import Mamba1Mixers, MambaShard, ShardedMamba, plan_shards
 from .sharded2 import Mamba2Mixers, conv_rows
 from .weights import MambaWeights
@@ -103,16 +103,7 @@ def _load_weights(files, config, shard, source):
 
     def take(key, shape, cut=None):
         """The checked tensor `key` of full shape `shape`, cut by (axis, indices), as its own float32 array."""
-        if key not in tensors:
-            raise CheckpointError(f"{_files_label(files, source)}: missing tensor {key!r}")
-        array = tensors[key]
-        if array.shape != shape:
-            raise CheckpointError(
-                f"{where[key]}: tensor {key!r} has shape {array.shape}, expected {shape} from config.json"
-            )
-        dtype = DTYPE_NAMES[array.dtype]
-        if dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"{where[key]}: tensor {key!r} has dtype {dtype}; supported: {', '.join(FLOAT_DTYPES)}")
+        array = checked_tensor(tensors, where, key, shape, _files_label(files, source))
         part = array if cut is None else np.take(array, cut[1], axis=cut[0])  # a copy of the part only
         converted = to_float32(part)
         if np.may_share_memory(converted, array):
