@@ -16,19 +16,14 @@ biases on and off, tied and untied heads, F16 sharded, BF16, and the state-space
 padded vocabulary.
 """
 
-import math
 import os
-import shutil
 
-import numpy as np
 import torch
-from safetensors.torch import save_file
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
-from make_model_fixtures import FIXTURES, MIN_DISTINCT, MIN_MARGIN, reference, round_to, write_json
+from make_model_fixtures import FIXTURES, make, save_state_spaces
 
 PROMPT_LEN = 20
-ORIGINAL_VOCAB = 250  # before padding to a multiple of 16, as state-spaces/mamba2-* do
 
 # name -> (transformers Mamba2Config arguments, how to save: "hf" | "original" | ("hf", dtype, max_shard_size))
 CASES = {
@@ -73,106 +68,20 @@ CASES = {
 }
 
 
-def randomize(model, generator):
-    """Give every parameter values that matter: non-zero biases, varied A, dt, D and norms."""
-
-    def normal(tensor, mean, std):
-        return mean + std * torch.randn(tensor.shape, generator=generator)
-
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("A_log"):  # A = -exp(A_log) in (-20, -0.3): slow and fast decays
-                param.copy_(torch.empty(param.shape).uniform_(math.log(0.3), math.log(20), generator=generator))
-            elif name.endswith("dt_bias"):  # softplus(bias) = dt, log-uniform in [1e-3, 0.3]
-                dt = torch.exp(torch.empty(param.shape).uniform_(math.log(1e-3), math.log(0.3), generator=generator))
-                param.copy_(dt + torch.log(-torch.expm1(-dt)))
-            elif name.endswith("mixer.D"):
-                param.copy_(normal(param, 1.0, 0.5))
-            elif name.endswith("norm_f.weight"):  # random signs: a tied lm_head then does not
-                param.copy_(normal(param, 0.0, 1.0))  # simply echo the current token's embedding
-            elif name.endswith("norm.weight"):  # the blocks' RMSNorm and the mixers' gated one
-                param.copy_(normal(param, 1.0, 0.3))
-            elif name.endswith("embeddings.weight"):
-                param.copy_(normal(param, 0.0, 0.3))
-            elif name.endswith("bias"):
-                param.copy_(normal(param, 0.0, 0.2))
-            elif name == "lm_head.weight":
-                param.copy_(normal(param, 0.0, 1.0))
-            elif name.endswith("out_proj.weight"):  # let the mixers, not the embedding, dominate
-                param.mul_(4.0)
-
-
-def save(model, folder, how):
-    if how == "original":
-        save_original(model, folder)
-        return
-    dtype, shard_size = (None, None) if isinstance(how, str) else how[1:]
-    if dtype is not None:
-        model = model.to(dtype)
-    model.save_pretrained(folder, **({"max_shard_size": shard_size} if shard_size else {}))
-    if os.path.exists(os.path.join(folder, "generation_config.json")):
-        os.remove(os.path.join(folder, "generation_config.json"))  # not part of the checkpoint format
-
-
 def save_original(model, folder):
     """The state-spaces/mamba layout of a Mamba-2 (as state-spaces/mamba2-130m ships it: mamba_ssm's
     MambaConfig with ssm_cfg.layer "Mamba2"), in safetensors with the tied lm_head left out."""
     c = model.config
-    os.makedirs(folder)
-    tensors = {
-        key.replace("backbone.embeddings.", "backbone.embedding."): value.contiguous()
-        for key, value in model.state_dict().items()
-        if key != "lm_head.weight"
-    }
-    save_file(tensors, os.path.join(folder, "model.safetensors"))
-    write_json(os.path.join(folder, "config.json"), {
-        "d_model": c.hidden_size,
-        "d_intermediate": 0,
-        "n_layer": c.num_hidden_layers,
-        "vocab_size": ORIGINAL_VOCAB,
-        "ssm_cfg": {"layer": "Mamba2", "d_state": c.state_size, "d_conv": c.conv_kernel, "expand": c.expand,
-                    "headdim": c.head_dim, "ngroups": c.n_groups, "chunk_size": c.chunk_size},
-        "attn_layer_idx": [],
-        "attn_cfg": {},
-        "rms_norm": True,
-        "residual_in_fp32": True,
-        "fused_add_norm": True,
-        "pad_vocab_size_multiple": 16,
-        "tie_embeddings": True,
-    })
-    assert math.ceil(ORIGINAL_VOCAB / 16) * 16 == c.vocab_size
-
-
-def make(name, config_args, how):
-    dtype = None if isinstance(how, str) else how[1]
-    for seed in range(100):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        model = Mamba2ForCausalLM(Mamba2Config(num_hidden_layers=2, **config_args)).eval()
-        randomize(model, generator)
-        if dtype is not None:
-            round_to(model, dtype)
-        vocab = ORIGINAL_VOCAB if how == "original" else config_args["vocab_size"]
-        prompt = torch.randint(0, vocab, (PROMPT_LEN,), generator=generator).tolist()
-        logits, greedy, margin = reference(model, prompt)
-        if margin >= MIN_MARGIN and len(set(greedy.tolist())) >= MIN_DISTINCT:
-            break
-    else:
-        raise RuntimeError(f"{name}: every seed has a near-tie or a repetitive greedy path")
-    folder = os.path.join(FIXTURES, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    save(model, folder, how)
-    np.savez(os.path.join(folder, "expected.npz"), prompt_ids=np.array(prompt, np.int64),
-             logits=logits.astype(np.float32), greedy_ids=greedy.astype(np.int64))
-    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    print(f"{name:24} seed {seed}  max|logit| {np.abs(logits).max():6.2f}  greedy margin {margin:.4f}  "
-          f"{size / 1024:5.0f} KiB  greedy {greedy.tolist()[:10]}...")
+    save_state_spaces(model, folder, {"layer": "Mamba2", "d_state": c.state_size, "d_conv": c.conv_kernel,
+                                      "expand": c.expand, "headdim": c.head_dim, "ngroups": c.n_groups,
+                                      "chunk_size": c.chunk_size}, pad_multiple=16)
 
 
 def main():
     os.makedirs(FIXTURES, exist_ok=True)
     for name, (config_args, how) in CASES.items():
-        make(name, config_args, how)
+        make(name, config_args, how, new_model=lambda args: Mamba2ForCausalLM(Mamba2Config(**args)),
+             save_original=save_original, prompt_len=PROMPT_LEN)
 
 
 if __name__ == "__main__":

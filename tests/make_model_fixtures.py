@@ -76,7 +76,7 @@ CASES = {
         ("hf", torch.bfloat16, None),
     ),
 }
-ORIGINAL_VOCAB = 250  # before padding to a multiple of 8
+ORIGINAL_VOCAB = 250  # state-spaces layouts: before padding (Mamba-1 to a multiple of 8, Mamba-2 of 16)
 
 
 def randomize(model, generator):
@@ -89,14 +89,14 @@ def randomize(model, generator):
         for name, param in model.named_parameters():
             if name.endswith("A_log"):  # A = -exp(A_log) in (-20, -0.3): slow and fast decays
                 param.copy_(torch.empty(param.shape).uniform_(math.log(0.3), math.log(20), generator=generator))
-            elif name.endswith("dt_proj.bias"):  # softplus(bias) = dt, log-uniform in [1e-3, 0.3]
+            elif name.endswith(("dt_proj.bias", "dt_bias")):  # softplus(bias) = dt, log-uniform in [1e-3, 0.3]
                 dt = torch.exp(torch.empty(param.shape).uniform_(math.log(1e-3), math.log(0.3), generator=generator))
                 param.copy_(dt + torch.log(-torch.expm1(-dt)))
             elif name.endswith("mixer.D"):
                 param.copy_(normal(param, 1.0, 0.5))
             elif name.endswith("norm_f.weight"):  # random signs: a tied lm_head then does not
                 param.copy_(normal(param, 0.0, 1.0))  # simply echo the current token's embedding
-            elif name.endswith("norm.weight"):
+            elif name.endswith("norm.weight"):  # the blocks' RMSNorm (and Mamba-2's gated one)
                 param.copy_(normal(param, 1.0, 0.3))
             elif name.endswith("embeddings.weight"):
                 param.copy_(normal(param, 0.0, 0.3))
@@ -129,7 +129,8 @@ def reference(model, prompt):
     return logits.numpy(), greedy.numpy(), (top2[:, 0] - top2[:, 1]).min().item()
 
 
-def save(model, folder, how):
+def save(model, folder, how, save_original):
+    """Write the checkpoint as `how` says; "original" is the architecture's own state-spaces writer."""
     if how == "original":
         save_original(model, folder)
         return
@@ -152,6 +153,14 @@ def save_original(model, folder):
     """The state-spaces/mamba layout, as mamba_ssm's MambaLMHeadModel.save_pretrained writes it
     (mamba_ssm/models/config_mamba.py), in safetensors and with the tied lm_head left out."""
     c = model.config
+    save_state_spaces(model, folder, {"layer": "Mamba1", "d_state": c.state_size, "d_conv": c.conv_kernel,
+                                      "expand": c.expand}, pad_multiple=8)
+
+
+def save_state_spaces(model, folder, ssm_cfg, pad_multiple):
+    """A state-spaces checkpoint folder: backbone.embedding.weight, no lm_head (tied), and
+    mamba_ssm's MambaConfig with ORIGINAL_VOCAB padded to `pad_multiple` in the model."""
+    c = model.config
     os.makedirs(folder)
     tensors = {
         key.replace("backbone.embeddings.", "backbone.embedding."): value.contiguous()
@@ -164,16 +173,16 @@ def save_original(model, folder):
         "d_intermediate": 0,
         "n_layer": c.num_hidden_layers,
         "vocab_size": ORIGINAL_VOCAB,
-        "ssm_cfg": {"layer": "Mamba1", "d_state": c.state_size, "d_conv": c.conv_kernel, "expand": c.expand},
+        "ssm_cfg": ssm_cfg,
         "attn_layer_idx": [],
         "attn_cfg": {},
         "rms_norm": True,
         "residual_in_fp32": True,
         "fused_add_norm": True,
-        "pad_vocab_size_multiple": 8,
+        "pad_vocab_size_multiple": pad_multiple,
         "tie_embeddings": True,
     })
-    assert math.ceil(ORIGINAL_VOCAB / 8) * 8 == c.vocab_size
+    assert math.ceil(ORIGINAL_VOCAB / pad_multiple) * pad_multiple == c.vocab_size
 
 
 def write_json(path, value):
@@ -182,17 +191,20 @@ def write_json(path, value):
         file.write("\n")
 
 
-def make(name, config_args, how):
+def make(name, config_args, how, new_model=lambda args: MambaForCausalLM(MambaConfig(**args)),
+         save_original=save_original, prompt_len=PROMPT_LEN):
+    """Find the first seed without near-ties (see the docstring), then write the checkpoint folder
+    and expected.npz. `new_model` builds the transformers model from config arguments."""
     dtype = None if isinstance(how, str) else how[1]
     for seed in range(100):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        model = MambaForCausalLM(MambaConfig(num_hidden_layers=2, **config_args)).eval()
+        model = new_model(dict(num_hidden_layers=2, **config_args)).eval()
         randomize(model, generator)
         if dtype is not None:
             round_to(model, dtype)
         vocab = ORIGINAL_VOCAB if how == "original" else config_args["vocab_size"]
-        prompt = torch.randint(0, vocab, (PROMPT_LEN,), generator=generator).tolist()
+        prompt = torch.randint(0, vocab, (prompt_len,), generator=generator).tolist()
         logits, greedy, margin = reference(model, prompt)
         if margin >= MIN_MARGIN and len(set(greedy.tolist())) >= MIN_DISTINCT:
             break
@@ -200,11 +212,11 @@ def make(name, config_args, how):
         raise RuntimeError(f"{name}: every seed has a near-tie or a repetitive greedy path")
     folder = os.path.join(FIXTURES, name)
     shutil.rmtree(folder, ignore_errors=True)
-    save(model, folder, how)
+    save(model, folder, how, save_original)
     np.savez(os.path.join(folder, "expected.npz"), prompt_ids=np.array(prompt, np.int64),
              logits=logits.astype(np.float32), greedy_ids=greedy.astype(np.int64))
     size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    print(f"{name:18} seed {seed}  max|logit| {np.abs(logits).max():6.2f}  greedy margin {margin:.4f}  "
+    print(f"{name:24} seed {seed}  max|logit| {np.abs(logits).max():6.2f}  greedy margin {margin:.4f}  "
           f"{size / 1024:5.0f} KiB  greedy {greedy.tolist()[:10]}...")
 
 
