@@ -38,6 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fast_lm import TiedLM, dt_bias_init
+
 # ---------------------------------------------------------------------------------------------
 # The selective-scan kernel
 # ---------------------------------------------------------------------------------------------
@@ -430,18 +432,6 @@ class MambaConfig:
         }
 
 
-class RMSNorm(nn.Module):
-    """HF MambaRMSNorm."""
-
-    def __init__(self, d, eps):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
-
-    def forward(self, x):
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
 class Mixer(nn.Module):
     """HF MambaMixer.slow_forward with the time loop replaced by the C scan."""
 
@@ -468,31 +458,11 @@ class Mixer(nn.Module):
         return self.out_proj(y)                                 # (b, l, d)
 
 
-class Block(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-        self.mixer = Mixer(cfg)
-
-    def forward(self, x):
-        return x + self.mixer(self.norm(x))
-
-
-class Backbone(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
-        self.norm_f = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-
-
-class FastMambaLM(nn.Module):
-    """state_dict() keys are HF's, minus lm_head.weight (tied to backbone.embeddings.weight)."""
+class FastMambaLM(TiedLM):
+    """state_dict() keys are HF's MambaForCausalLM's, minus lm_head.weight (tied to backbone.embeddings.weight)."""
 
     def __init__(self, cfg: MambaConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.backbone = Backbone(cfg)
+        super().__init__(cfg, Mixer)
         self._init_like_hf()
 
     @torch.no_grad()
@@ -509,17 +479,4 @@ class FastMambaLM(nn.Module):
             m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
             std = cfg.dt_rank ** -0.5
             nn.init.uniform_(m.dt_proj.weight, -std, std)
-            dt = torch.exp(torch.rand(cfg.intermediate_size) * (math.log(0.1) - math.log(1e-3))
-                           + math.log(1e-3)).clamp(min=1e-4)
-            m.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-
-    def forward(self, ids):                                     # ids: (b, l) -> logits (b, l, v)
-        x = self.backbone.embeddings(ids)
-        for block in self.backbone.layers:
-            x = block(x)
-        x = self.backbone.norm_f(x)
-        return F.linear(x, self.backbone.embeddings.weight)
-
-    def hf_state_dict(self):
-        """Tensors for model.safetensors, named exactly as MambaForCausalLM expects."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+            m.dt_proj.bias.copy_(dt_bias_init(cfg.intermediate_size))

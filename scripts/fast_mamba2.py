@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fast_lm import TiedLM, dt_bias_init
+
 
 @dataclass(frozen=True)
 class Mamba2Config:
@@ -130,18 +132,6 @@ def ssd(x, dt, A, B, C, T):
     return y.permute(0, 3, 4, 1, 2, 5).reshape(b, c * T, h, p)[:, :l]
 
 
-class RMSNorm(nn.Module):
-    """HF Mamba2RMSNorm."""
-
-    def __init__(self, d, eps):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
-
-    def forward(self, x):
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
 class GatedRMSNorm(nn.Module):
     """HF MambaRMSNormGated: y * silu(z), normalised over each group of d_in / g channels."""
 
@@ -189,31 +179,11 @@ class Mixer(nn.Module):
         return self.out_proj(self.norm(y.reshape(b, l, d_in), z))
 
 
-class Block(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-        self.mixer = Mixer(cfg)
-
-    def forward(self, x):
-        return x + self.mixer(self.norm(x))
-
-
-class Backbone(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
-        self.norm_f = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-
-
-class FastMamba2LM(nn.Module):
-    """state_dict() keys are HF's, minus lm_head.weight (tied to backbone.embeddings.weight)."""
+class FastMamba2LM(TiedLM):
+    """state_dict() keys are HF's Mamba2ForCausalLM's, minus lm_head.weight (tied to backbone.embeddings.weight)."""
 
     def __init__(self, cfg: Mamba2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.backbone = Backbone(cfg)
+        super().__init__(cfg, Mixer)
         self._init_like_mamba_ssm()
 
     @torch.no_grad()
@@ -226,18 +196,5 @@ class FastMamba2LM(nn.Module):
         for block in self.backbone.layers:
             m = block.mixer
             m.A_log.copy_(torch.log(torch.empty(cfg.num_heads).uniform_(1, 16)))
-            dt = torch.exp(torch.rand(cfg.num_heads) * (math.log(0.1) - math.log(1e-3))
-                           + math.log(1e-3)).clamp(min=1e-4)
-            m.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            m.dt_bias.copy_(dt_bias_init(cfg.num_heads))
             m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
-
-    def forward(self, ids):                                     # ids: (b, l) -> logits (b, l, v)
-        x = self.backbone.embeddings(ids)
-        for block in self.backbone.layers:
-            x = block(x)
-        x = self.backbone.norm_f(x)
-        return F.linear(x, self.backbone.embeddings.weight)
-
-    def hf_state_dict(self):
-        """Tensors for model.safetensors, named exactly as Mamba2ForCausalLM expects."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
