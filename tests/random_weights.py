@@ -6,6 +6,27 @@ from mamba_wasm.config import Mamba2Config, MambaConfig
 from mamba_wasm.weights import LayerWeights, Mamba2LayerWeights, MambaWeights
 
 
+def _normal(seed):
+    """rand(*shape, scale): float32 normal draws from one generator seeded with `seed`."""
+    rng = np.random.default_rng(seed)
+
+    def rand(*shape, scale=0.3):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    return rand
+
+
+def _model(c, rand, layer):
+    """The whole model around `layer()` (which makes one layer's weights), drawing in a fixed order."""
+    embedding = rand(c.vocab_size, c.d_model, scale=1.0)
+    return MambaWeights(
+        embedding=embedding,
+        layers=tuple(layer() for _ in range(c.n_layer)),
+        norm_f=1 + rand(c.d_model, scale=0.1),
+        lm_head=embedding if c.tie_embeddings else rand(c.vocab_size, c.d_model),
+    )
+
+
 def tiny_config(**overrides):
     fields = dict(d_model=16, n_layer=2, vocab_size=40, d_state=4, d_conv=4, expand=2, d_inner=32, dt_rank=2,
                   norm_eps=1e-5, proj_bias=True, conv_bias=True, tie_embeddings=False, layout="hf")
@@ -14,11 +35,8 @@ def tiny_config(**overrides):
 
 
 def random_weights(config, seed=0):
-    rng = np.random.default_rng(seed)
+    rand = _normal(seed)
     c = config
-
-    def rand(*shape, scale=0.3):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     def layer():
         return LayerWeights(
@@ -36,13 +54,7 @@ def random_weights(config, seed=0):
             out_proj_bias=rand(c.d_model) if c.proj_bias else None,
         )
 
-    embedding = rand(c.vocab_size, c.d_model, scale=1.0)
-    return MambaWeights(
-        embedding=embedding,
-        layers=tuple(layer() for _ in range(c.n_layer)),
-        norm_f=1 + rand(c.d_model, scale=0.1),
-        lm_head=embedding if c.tie_embeddings else rand(c.vocab_size, c.d_model),
-    )
+    return _model(c, rand, layer)
 
 
 def tiny_mamba2_config(**overrides):
@@ -54,12 +66,9 @@ def tiny_mamba2_config(**overrides):
 
 
 def random_mamba2_weights(config, seed=0):
-    rng = np.random.default_rng(seed)
+    rand = _normal(seed)
     c = config
     rows = c.d_inner + c.conv_dim + c.n_heads  # in_proj: z, xBC, dt
-
-    def rand(*shape, scale=0.3):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     def layer():
         return Mamba2LayerWeights(
@@ -76,10 +85,4 @@ def random_mamba2_weights(config, seed=0):
             out_proj_bias=rand(c.d_model) if c.proj_bias else None,
         )
 
-    embedding = rand(c.vocab_size, c.d_model, scale=1.0)
-    return MambaWeights(
-        embedding=embedding,
-        layers=tuple(layer() for _ in range(c.n_layer)),
-        norm_f=1 + rand(c.d_model, scale=0.1),
-        lm_head=embedding if c.tie_embeddings else rand(c.vocab_size, c.d_model),
-    )
+    return _model(c, rand, layer)
