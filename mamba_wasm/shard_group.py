@@ -16,7 +16,7 @@ A state is the K shards' states: the leader's ShardGroupState holds its own and 
 follower keeps its shard's state under the same id (new, copy and free are commands too).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -131,7 +131,7 @@ class ShardFollower:
 
     shard: object  # sharded.MambaShard, index >= 1
     link: object
-    states: dict
+    states: dict = field(default_factory=dict)  # state id -> MambaState
 
     def execute(self, op, args):
         """Do one command; False once the group is released."""
