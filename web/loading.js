@@ -81,7 +81,7 @@ export async function load(state, msg, send, signal) {
   } else {
     busy("plan", `Reading ${name}'s config.json…`);
     plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
-      signal);
+      signal, msg.workers ?? 1);
     name = plan.name;
     lap("plan_ms");
     send("plan", { id: msg.id, plan: planSummary(plan) });

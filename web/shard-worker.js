@@ -6,7 +6,7 @@
 // arrive while it still serves the current one. Every message is listed in protocol.js.
 
 import { fetchManifest, fetchVerified } from "./downloads.js";
-import { post } from "./protocol.js";
+import { post, problems } from "./protocol.js";
 import { ReduceTransport } from "./reduce-transport.js";
 import { describeError, heapBytes, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
 
@@ -75,5 +75,12 @@ async function follow(msg) {
 }
 
 self.onmessage = (event) => {
-  if (event.data.type === "shard-load") follow(event.data);
+  const msg = event.data;
+  const wrong = problems("to-worker", msg);
+  if (wrong.length || msg.type !== "shard-load") {  // a page out of step with this worker: the model is down
+    send("shard-error", { id: typeof msg.id === "number" ? msg.id : -1, index: Number(msg.index) || 0,
+      message: `Protocol error: ${wrong.join("; ") || `${msg.type} is not for a follower`}` });
+    return;
+  }
+  follow(msg);
 };

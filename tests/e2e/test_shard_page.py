@@ -10,11 +10,14 @@ are honoured; without isolation the page says why it runs 1 worker.
 
 import json
 import threading
+import urllib.parse
 
+import numpy as np
 import pytest
 
 import build
-from conftest import READY_TIMEOUT_MS, Site, _OverlayHandler
+from conftest import READY_TIMEOUT_MS, ROOT, Site, _OverlayHandler
+from mamba_wasm.safetensors import read_safetensors, safetensors_bytes
 
 GREEDY = {"temperature": 0, "top_k": 0, "top_p": 1, "repetition_penalty": 1, "seed": 1}
 SAMPLED = {"temperature": 0.9, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1, "seed": 7}
@@ -141,3 +144,51 @@ def test_without_isolation_the_page_says_why_it_runs_one_worker(server, open_sit
     assert "not cross-origin isolated" in site.text("workers-note")
     assert len(site.generate("ROMEO:\n", max_new_tokens=10, **GREEDY)) > 0
     assert "shard-load" not in {t["type"] for t in site.traffic()}
+
+
+def f16_sharded(folder):
+    """{file name: bytes}: the model in two F16 shard files plus the index, as a Hub repository has it."""
+    tensors = {k: np.array(v) for k, v in read_safetensors((folder / "model.safetensors").read_bytes()).items()}
+    names = sorted(tensors)
+    halves = [names[: len(names) // 2], names[len(names) // 2:]]
+    shards = {f"model-0000{i + 1}-of-00002.safetensors": safetensors_bytes(
+        {k: tensors[k].astype(np.float16) for k in half}) for i, half in enumerate(halves)}
+    index = {"metadata": {"total_size": sum(len(b) for b in shards.values())},
+             "weight_map": {k: shard for shard, half in zip(shards, halves) for k in half}}
+    return {"config.json": (folder / "config.json").read_bytes(), "tokenizer.json": (folder / "tokenizer.json").read_bytes(),
+            "model.safetensors.index.json": json.dumps(index).encode(), **shards}
+
+
+def test_a_sharded_f16_model_by_url_on_two_workers_writes_one_workers_text(isolated_server, server, mount, open_site):
+    """Mamba-2, two weight files: each worker gets its part of both."""
+    files = f16_sharded(ROOT / "models" / "shakespeare-mamba2")
+    base = mount("shard-f16", {f"m2/{name}": data for name, data in files.items()}) + "m2/"
+    base = isolated_server + base.removeprefix(server)
+    query = "?model=" + urllib.parse.quote(base, safe=":/")
+    one = open_site(isolated_server, query + "&workers=1")
+    two = open_site(isolated_server, query + "&workers=2")
+    assert [one.generate("ROMEO:\n", max_new_tokens=30, **params) for params in (GREEDY, SAMPLED)] == \
+        [two.generate("ROMEO:\n", max_new_tokens=30, **params) for params in (GREEDY, SAMPLED)]
+    assert json.loads(two.page.get_attribute("body", "data-shard-heaps"))
+
+
+def test_a_model_too_large_for_one_heap_is_offered_split(isolated_server, server, mount, browser):
+    """A mamba-790m-shaped config (3.2 GB as float32): refused on 1 worker with the way to split
+    it; on 2 workers the size check passes (its tiny weight file then fails to load, by name)."""
+    config = {**json.loads((ROOT / "models" / "tiny-random" / "config.json").read_text()), "hidden_size": 1536,
+              "intermediate_size": 3072, "num_hidden_layers": 48, "vocab_size": 50280}
+    files = {"config.json": json.dumps(config).encode(),
+             **{n: (ROOT / "models" / "tiny-random" / n).read_bytes() for n in ("model.safetensors", "tokenizer.json")}}
+    base = mount("shard-huge", {f"huge/{name}": data for name, data in files.items()}) + "huge/"
+    messages = {}
+    for workers, url in ((1, base), (2, isolated_server + base.removeprefix(server))):
+        site = Site(browser, server if workers == 1 else isolated_server)
+        try:
+            site.open(f"?workers={workers}&model=" + urllib.parse.quote(url, safe=":/"))
+            assert site.state() == "error"
+            messages[workers] = site.text("error")
+        finally:
+            site.close()
+    assert "too large" in messages[1] and "It fits split across 2 workers" in messages[1], messages[1]
+    assert "?workers=2" in messages[1]
+    assert "too large" not in messages[2] and "model.safetensors" in messages[2], messages[2]
