@@ -124,8 +124,9 @@ def main(argv=None):
                         help="mamba-130m-shaped (default) or the site's default model")
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens for the prefill figure")
+    parser.add_argument("--folder", type=Path, help="the checkpoint's folder (default: bench/models.py's)")
     args = parser.parse_args(argv)
-    folder = ensure_130m_shaped() if args.model == "mamba-130m-shaped" else default_model_dir()
+    folder = args.folder or (ensure_130m_shaped() if args.model == "mamba-130m-shaped" else default_model_dir())
     results = run(args.model, folder, args.tokens, args.prompt, lambda m: print(f"[shard_page] {m}", flush=True))
     print(table(results, args.model))
 

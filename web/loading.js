@@ -136,6 +136,7 @@ async function readModel(runtime, name, byName, msg) {
     tokenizer = py.tokenizerFromJson.callKwargs(new TextDecoder().decode(tokenizerBytes),
       { source: `${name}/${facts.files.tokenizer}` });
   } catch (e) {
+    if (model && sharded) model.release();  // the followers drop their shards too
     if (model) model.destroy();
     throw e;
   } finally {

@@ -16,6 +16,10 @@ const NARGS = 3;
 const HEADER = 4;
 export const MAX_ARGS = 1024;  // >= shard_group.MAX_ARGS (a prompt block's ids and a state id)
 const WAKE_MS = 1000;
+// Spin a little before sleeping: the peer is usually about to publish (both did the same work), and a
+// futex sleep + wake costs a trip through the scheduler. Measured on the demo model, 2 workers on a
+// busy 2-core machine: 3.1 tok/s without spinning, 27.3 with 5,000 loads first.
+const SPINS = 5000;
 
 function layout(count) {
   const ack = HEADER;              // per worker: the last command it read
@@ -63,6 +67,7 @@ export class ReduceTransport {
 
   // Block until ints[i] >= target (a peer on another core is usually microseconds away).
   waitAtLeast(i, target) {
+    for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(this.ints, i) >= target) return;
     let seen;
     while ((seen = Atomics.load(this.ints, i)) < target) {
       this.checkAbort();
