@@ -12,7 +12,7 @@ import {
   fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary,
 } from "./model-store.js";
 import facts from "./facts.js";
-import { ShardedLoadedModel, readShardedModel } from "./shard-leader.js";
+import { ShardedLoadedModel, readShardedModel, splittable } from "./shard-leader.js";
 import { describeConfig, describeError, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
 
 // What the worker holds between requests: the manifest, the runtime once Python started, the model.
@@ -125,7 +125,7 @@ async function readModel(runtime, name, byName, msg) {
   const tokenizerBytes = byName.get(facts.files.tokenizer);
   if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no ${facts.files.tokenizer}.`);
   byName.delete(facts.files.tokenizer);
-  const sharded = msg.workers > 1;
+  const sharded = msg.workers > 1 && splittable(byName);
   const pyFiles = sharded ? null : toPythonFiles(runtime, byName);
   if (!sharded) byName.clear();
   let model = null;

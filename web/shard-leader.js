@@ -26,6 +26,12 @@ export class ShardedLoadedModel extends LoadedModel {
   }
 }
 
+// Whether a model's files (file name -> bytes) can be split: safetensors weights (any other format
+// loads on the leader alone, the followers idle).
+export function splittable(byName) {
+  return [...byName.keys()].some((file) => WEIGHTS.test(file));
+}
+
 // Bytes of the header (its 8-byte length and the JSON) of a safetensors file, as far as it has bytes.
 function headerPart(bytes) {
   if (bytes.length < 8) return bytes;
