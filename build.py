@@ -447,6 +447,9 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
         script = self.path.split("?", 1)[0].endswith((".js", ".mjs"))
         policy = self.server.worker_content_security_policy if script else self.server.content_security_policy
         self.send_header("Content-Security-Policy", policy)
+        if self.server.isolated:  # cross-origin isolation: SharedArrayBuffer for a model split across workers
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         super().end_headers()
 
     def send_head(self):
@@ -551,8 +554,9 @@ class _Server(http.server.ThreadingHTTPServer):
     worker_content_security_policy = None  # sent with scripts
 
 
-def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler):
-    """A threading HTTP server for `directory`; port 0 picks a free one."""
+def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler, isolated=False):
+    """A threading HTTP server for `directory`; port 0 picks a free one. isolated: every response
+    carries COOP/COEP (require-corp), so the page is cross-origin isolated (web/shard-pool.js)."""
     bound = functools.partial(handler, directory=str(directory))
     policy = page_content_security_policy(directory)
     try:
@@ -562,14 +566,16 @@ def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandl
                          "Pick another port with --port N.") from None
     server.content_security_policy = policy
     server.worker_content_security_policy = worker_content_security_policy(policy)
+    server.isolated = isolated
     return server
 
 
-def serve(host, port):
+def serve(host, port, isolated=False):
     build()
-    server = make_server(DIST, host, port)
+    server = make_server(DIST, host, port, isolated=isolated)
     url = f"http://{host}:{server.server_address[1]}/"
-    print(f"Serving dist/ at {url}  (Ctrl+C to stop)", flush=True)
+    how = ", cross-origin isolated (COOP/COEP)" if isolated else ""
+    print(f"Serving dist/ at {url}{how}  (Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -585,6 +591,8 @@ def main(argv=None):
     serve_parser = commands.add_parser("serve", help="build, then serve dist/ on 127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--isolated", action="store_true", help="send COOP/COEP headers, so the page "
+                              "can split a model across workers (models from other origins then need CORS headers)")
     commands.add_parser("test", help="install what the tests need, build, run pytest "
                         "(further arguments go to pytest)")
     commands.add_parser("add-model", add_help=False, help="convert a local checkpoint into models/ "
@@ -596,7 +604,7 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "serve":
-            serve(args.host, args.port)
+            serve(args.host, args.port, args.isolated)
         elif args.command == "test":
             python, chromium = provision.ensure_venv(), provision.ensure_chromium()
             build()

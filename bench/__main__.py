@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from . import browser
+from . import browser, shard_page
 from .models import ROOT, default_model_dir, ensure_130m_shaped, ensure_mamba2_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -26,6 +26,8 @@ PLOT = ROOT / "docs" / "benchmarks.png"
 RESULTS = ROOT / ".cache" / "bench" / "results.json"  # the last full run: --report-only redoes its docs
 QUICK_RESULTS = ROOT / ".cache" / "bench" / "quick-results.json"
 QUICK_TOKENS = 300
+# The model split across workers (bench/shard_page.py): the 130m-shaped model, or in a quick run the demo model.
+SHARD_TOKENS, SHARD_PROMPT, SHARD_QUICK_TOKENS, SHARD_QUICK_PROMPT = 200, 128, 60, 64
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ENGINES = ("browser", "mamba_wasm", "transformers")
 
@@ -146,7 +148,7 @@ def main(argv=None):
     partial = bool(args.models) or set(args.engines) != set(ENGINES)
     if args.report_only:
         saved = json.loads(RESULTS.read_text())
-        results, n_tokens = saved["results"], saved["n_tokens"]
+        results, n_tokens, shards = saved["results"], saved["n_tokens"], saved.get("shards")
         for figures in results["browser"].values():
             figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
     else:
@@ -161,8 +163,15 @@ def main(argv=None):
         log("the 130m-shaped checkpoints (written once into .cache/bench/, with torch and transformers)")
         models = {name: make() for name, make in makers.items() if name in (args.models or makers)}
         results = {engine: {} for engine in ENGINES}
+        shards = None
         if "browser" in args.engines:
             results["browser"] = browser.run(models, n_tokens, log)
+            shard_model = demo.name if args.quick else "mamba-130m-shaped"
+            if shard_model in models:
+                log(f"browser, {shard_model}: 1 worker against 2 (the model split across workers)")
+                figures = shard_page.run(shard_model, models[shard_model],
+                                         *((SHARD_QUICK_TOKENS, SHARD_QUICK_PROMPT) if args.quick else (SHARD_TOKENS, SHARD_PROMPT)), log)
+                shards = {"model": shard_model, "figures": figures}
         for engine in ("mamba_wasm", "transformers"):
             if engine in args.engines:
                 for name, folder in models.items():
@@ -170,9 +179,11 @@ def main(argv=None):
                     results[engine][name] = native(engine, folder, n_tokens)
         saved = QUICK_RESULTS if args.quick or partial else RESULTS
         saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps({"results": results, "n_tokens": n_tokens}))
+        saved.write_text(json.dumps({"results": results, "n_tokens": n_tokens, "shards": shards}))
     models = list(next(figures for figures in results.values() if figures))
     text = table(results, models)
+    if shards:
+        text += "\n\n" + shard_page.table(shards["figures"], shards["model"])
     print(text)
     if args.quick or partial:
         log(f"{'quick' if args.quick else 'partial'} run: {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} "

@@ -53,7 +53,7 @@ def _sha256(path):
 class BenchSite:
     """dist/ served on 127.0.0.1, with extra checkpoints mounted under models/NAME/."""
 
-    def __init__(self, build, extra_models):
+    def __init__(self, build, extra_models, isolated=False):
         self.build = build
         self.extra = {name: Path(folder) for name, folder in extra_models.items()}
         files = ["config.json", "model.safetensors", "tokenizer.json"]
@@ -91,7 +91,7 @@ class BenchSite:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = build.make_server(build.DIST, port=0, handler=Handler)
+        self.httpd = build.make_server(build.DIST, port=0, handler=Handler, isolated=isolated)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
 

@@ -13,6 +13,12 @@ Each slice is converted to its own float32 array, also for F32 files (where chec
 zero-copy views of the file): a shard must not keep the whole file's bytes alive, so once loaded
 the caller can drop them and hold about 1/K of the model. Peak while loading: the file bytes plus
 the shard's arrays.
+
+A worker that must never hold the whole file (its WASM heap keeps its peak size) loads from
+"cut" files instead (precut=True): shard_bytes.py lays out, for each shard, safetensors files that
+hold only its slices, whose bytes another thread copies out of the whole file. The checks are the
+same, against each tensor's cut shape; F32 slices stay zero-copy views of those bytes, which are
+the shard's own.
 """
 
 import numpy as np
@@ -78,8 +84,26 @@ def load_sharded_model(path, n_shards):
     return ShardedMamba(load_shard_from_files(files, path, i, n_shards) for i in range(n_shards))
 
 
-def load_shard_from_files(files, source, index, n_shards):
-    """Shard `index` of `n_shards` from {file name: bytes-like} (as checkpoint.load_model_from_files)."""
+def tensor_cuts(config, shard):
+    """{tensor key: (axis, indices)} of the shard's part of every tensor it holds a part of; a key
+    not listed (the norms, out_proj.bias) is held whole."""
+    cuts_of, _ = SHARDED[config.architecture]
+    cuts = cuts_of(config, shard)
+    layer_keys, _, _ = ARCHITECTURES[config.architecture]
+    by_key = {}
+    for i in range(config.n_layer):
+        for field, spec in layer_keys(config).items():
+            if spec is not None and field in cuts:
+                by_key[LAYER_PREFIX.format(i=i) + spec[0]] = cuts[field]
+    by_vocab = (0, np.arange(shard.vocab.start, shard.vocab.stop))
+    by_key[EMBEDDING_KEY[config.layout]] = by_vocab
+    by_key[LM_HEAD_KEY] = by_vocab
+    return by_key
+
+
+def load_shard_from_files(files, source, index, n_shards, precut=False):
+    """Shard `index` of `n_shards` from {file name: bytes-like} (as checkpoint.load_model_from_files);
+    precut: the weight files hold only this shard's slices (shard_bytes.cut_layout)."""
     if CONFIG_FILE not in files:
         raise ConfigError(f"{source}: {CONFIG_FILE} is missing")
     config = config_from_json(_json_text(files[CONFIG_FILE]), f"{source}/{CONFIG_FILE}")
@@ -88,10 +112,10 @@ def load_shard_from_files(files, source, index, n_shards):
         raise ConfigError(f"shard index must be an integer in 0..{n_shards - 1}, got {index!r}")
     shard = shards[index]
     _, mixers = SHARDED[config.architecture]
-    return MambaShard(config, shard, _load_weights(files, config, shard, source), mixers(config, shard))
+    return MambaShard(config, shard, _load_weights(files, config, shard, source, precut), mixers(config, shard))
 
 
-def _load_weights(files, config, shard, source):
+def _load_weights(files, config, shard, source, precut):
     tensors, where = read_tensors(files, source)
     expected = _expected_keys(config)
     unexpected = sorted(set(tensors) - set(expected) - {LM_HEAD_KEY})
@@ -101,33 +125,42 @@ def _load_weights(files, config, shard, source):
             f"{where[unexpected[0]]}: unexpected tensors {names} (does config.json describe this checkpoint?)"
         )
 
-    def take(key, shape, cut=None):
-        """The checked tensor `key` of full shape `shape`, cut by (axis, indices), as its own float32 array."""
+    cuts = tensor_cuts(config, shard)
+
+    def take(key, shape):
+        """The checked tensor `key` of full shape `shape`, cut by cuts[key], as its own float32 array
+        (precut: a view of the cut file's bytes when they are F32)."""
+        cut = cuts.get(key)
+        if precut and cut is not None:
+            shape = cut_shape(shape, cut)
         array = checked_tensor(tensors, where, key, shape, _files_label(files, source))
-        part = array if cut is None else np.take(array, cut[1], axis=cut[0])  # a copy of the part only
+        part = array if cut is None or precut else np.take(array, cut[1], axis=cut[0])  # a copy of the part only
         converted = to_float32(part)
-        if np.may_share_memory(converted, array):
+        if not precut and np.may_share_memory(converted, array):
             converted = converted.copy()  # its own array: the file's bytes can go
         if not np.isfinite(converted).all():
             raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
         return converted
 
     layer_keys, layer_weights, _ = ARCHITECTURES[config.architecture]
-    cuts_of, _ = SHARDED[config.architecture]
-    cuts = cuts_of(config, shard)
-    by_vocab = (0, np.arange(shard.vocab.start, shard.vocab.stop))
     layers = []
     for i in range(config.n_layer):
         fields = {}
         for field, spec in layer_keys(config).items():
-            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1], cuts.get(field))
+            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
         fields["conv"] = fields["conv"].reshape(fields["conv"].shape[0], config.d_conv)  # drop the groups axis
         fields["A"] = -np.exp(fields["A"])  # A = -exp(A_log), as checkpoint.py
         layers.append(layer_weights(**fields))
-    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model), by_vocab)
+    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
     return MambaWeights(
         embedding=embedding,
         layers=tuple(layers),
         norm_f=take(NORM_F_KEY, (config.d_model,)),
-        lm_head=_lm_head(config, tensors, embedding, lambda key, shape: take(key, shape, by_vocab)),
+        lm_head=_lm_head(config, tensors, embedding, take),
     )
+
+
+def cut_shape(shape, cut):
+    """A tensor's shape once cut by (axis, indices)."""
+    axis, indices = cut
+    return (*shape[:axis], len(indices), *shape[axis + 1 :])

@@ -39,7 +39,15 @@ def sandbox(tmp_path, monkeypatch):
         runs.append((engine, n_tokens))
         return figures(20.0)
 
+    def shard_run(name, folder, n_tokens, prompt_tokens, log):
+        log(f"shard stage: {name}, {n_tokens} tokens")
+        one = {"workers": 1, "ready_s": 4.0, "prefill_tok_s": 10.0, "n_prompt": prompt_tokens, "decode_tok_s": 10.0,
+               "heap_mb": [600.0]}
+        return {"1 worker, isolated": one, "2 workers, shared memory (isolated)":
+                {**one, "workers": 2, "decode_tok_s": 13.0, "heap_mb": [330.0, 330.0]}}
+
     monkeypatch.setattr(bench_main.browser, "run", browser_run)
+    monkeypatch.setattr(bench_main.shard_page, "run", shard_run)
     monkeypatch.setattr(bench_main, "native", native)
     return tmp_path, runs
 
@@ -56,6 +64,8 @@ def test_a_quick_run_prints_its_stages_and_the_table_but_writes_no_docs(sandbox,
     assert "mamba_wasm native, demo: prefill and 300 decoded tokens" in out
     assert "| demo | decode tok/s (median) | 10.0 | 20.0 | 20.0 | 1.00x |" in out
     assert "docs/BENCHMARKS.md and docs/benchmarks.png left unchanged" in out
+    assert f"shard stage: demo, {bench_main.SHARD_QUICK_TOKENS} tokens" in out  # quick: the demo model
+    assert "| 2 workers, shared memory (isolated) | 2 | 13.00 | 1.30x |" in out and "330 / 330" in out
     assert json.loads((tmp_path / ".cache" / "quick-results.json").read_text())["n_tokens"] == 300
     assert not (tmp_path / ".cache" / "results.json").exists()  # --report-only never sees a quick run
 
@@ -65,5 +75,6 @@ def test_a_full_run_writes_the_docs_and_the_plot(sandbox, capsys):
     bench_main.main(["--tokens", "50"])
     doc = (tmp_path / "docs" / "BENCHMARKS.md").read_text()
     assert "kept" in doc and "stale figures" not in doc and "`python3 build.py bench --tokens 50`" in doc
+    assert "Split across workers (mamba-130m-shaped" in doc
     assert (tmp_path / "docs" / "benchmarks.png").stat().st_size > 0
     assert "wrote docs/BENCHMARKS.md and docs/benchmarks.png" in capsys.readouterr().out

@@ -107,3 +107,20 @@ def test_symlinks_inside_the_folder_still_work(site):
     os.symlink(root / "models" / "m", root / "models" / "alias")
     status, _, body = get(site, "/models/alias/config.json")
     assert status == 200 and body == b"{}"
+
+
+def test_isolated_serving_sends_coop_and_coep_and_plain_serving_does_not(site, tmp_path):
+    for path in ("/", "/worker.js", "/nowhere"):
+        _, headers, _ = get(site, path)
+        assert "Cross-Origin-Opener-Policy" not in headers and "Cross-Origin-Embedder-Policy" not in headers
+    server = build.make_server(site[2], port=0, isolated=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for path in ("/", "/worker.js", "/models/m/config.json", "/nowhere"):
+            _, headers, _ = get(("127.0.0.1", server.server_address[1]), path)
+            assert headers["Cross-Origin-Opener-Policy"] == "same-origin", path
+            assert headers["Cross-Origin-Embedder-Policy"] == "require-corp", path
+    finally:
+        server.shutdown()
+        server.server_close()

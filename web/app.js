@@ -7,6 +7,7 @@ import { formatBytes, formatCount } from "./format.js";
 import { OwnModelPanel } from "./own-model.js";
 import { Settings } from "./settings.js";
 import { OutputTools } from "./output-tools.js";
+import { ShardPool } from "./shard-pool.js";
 import { StatusBar } from "./status.js";
 import { Transcript } from "./transcript.js";
 import { WorkerClient } from "./worker-client.js";
@@ -169,7 +170,7 @@ function sendLoad(fields) {
   clearError();
   if (!page.firstLoad) page.loadStartedAt = performance.now();
   page.firstLoad = false;
-  send("load", fields);
+  send("load", pool.loadFields(fields));
   setState("loading");
   const name = fields.model.name;
   status.set(page.loadedModel === null ? "Loading Python, NumPy and the model…" : `Loading ${name}…`);
@@ -199,6 +200,7 @@ function afterFailedLoad(fields, what, offerRetry = true) {
 
 // The worker is gone: say so, and offer the one way back, a reload.
 function workerDied(message) {
+  pool.terminate();  // a model split across workers is down when any of them is
   page.loadedModel = null;
   page.current = null;
   status.showError(message);
@@ -377,9 +379,15 @@ const handlers = {
   }),
 
   saved: (msg) => ownModel.showSaved(msg),  // answers requests made beside the current one
+
+  "shard-load": (msg) => pool.forward(msg),  // the leader's part of the files for another worker
 };
 
 const client = new WorkerClient(handlers, workerDied);
+const pool = new ShardPool(document, (message) => {
+  client.terminate();
+  workerDied(message);
+});
 const ownModel = new OwnModelPanel(document, {
   loadExternal,
   deleteSaved: (base) => client.request("saved-delete", { base }),

@@ -12,6 +12,7 @@ import {
   fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary,
 } from "./model-store.js";
 import facts from "./facts.js";
+import { ShardedLoadedModel, readShardedModel, splittable } from "./shard-leader.js";
 import { describeConfig, describeError, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
 
 // What the worker holds between requests: the manifest, the runtime once Python started, the model.
@@ -80,7 +81,7 @@ export async function load(state, msg, send, signal) {
   } else {
     busy("plan", `Reading ${name}'s config.json…`);
     plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
-      signal);
+      signal, msg.workers ?? 1);
     name = plan.name;
     lap("plan_ms");
     send("plan", { id: msg.id, plan: planSummary(plan) });
@@ -95,7 +96,7 @@ export async function load(state, msg, send, signal) {
   busy("model", `Reading ${name}…`);
   let model;
   try {
-    model = readModel(runtime, name, byName);
+    model = await readModel(runtime, name, byName, msg);
   } catch (error) {
     if (plan && await forgetSaved(plan)) {
       throw new Error(`${describeError(runtime, error)} (It was saved in this browser by an earlier `
@@ -118,27 +119,30 @@ export async function load(state, msg, send, signal) {
 }
 
 // byName (file name -> bytes, emptied here: the bytes move into the WASM heap, one copy, not
-// two) as a LoadedModel.
-function readModel(runtime, name, byName) {
+// two) as a LoadedModel; split across msg.workers workers when that is above 1 (shard-leader.js).
+async function readModel(runtime, name, byName, msg) {
   const { py } = runtime;
   const tokenizerBytes = byName.get(facts.files.tokenizer);
   if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no ${facts.files.tokenizer}.`);
   byName.delete(facts.files.tokenizer);
-  const pyFiles = toPythonFiles(runtime, byName);
-  byName.clear();
+  const sharded = msg.workers > 1 && splittable(byName);
+  const pyFiles = sharded ? null : toPythonFiles(runtime, byName);
+  if (!sharded) byName.clear();
   let model = null;
   let tokenizer = null;
   try {
-    model = py.loadModelFromFiles.callKwargs(pyFiles, { source: name });
+    model = sharded ? await readShardedModel(runtime, name, byName, msg.workers, msg.id)
+      : py.loadModelFromFiles.callKwargs(pyFiles, { source: name });
     tokenizer = py.tokenizerFromJson.callKwargs(new TextDecoder().decode(tokenizerBytes),
       { source: `${name}/${facts.files.tokenizer}` });
   } catch (e) {
+    if (model && sharded) model.release();  // the followers drop their shards too
     if (model) model.destroy();
     throw e;
   } finally {
-    pyFiles.destroy();
+    if (pyFiles) pyFiles.destroy();
   }
-  return new LoadedModel(name, model, tokenizer, py.Session(model, tokenizer));
+  return new (sharded ? ShardedLoadedModel : LoadedModel)(name, model, tokenizer, py.Session(model, tokenizer));
 }
 
 // plan.describe of the loaded model's config, and the config itself ({field: value}).

@@ -15,6 +15,7 @@
 // Local files are read in the worker and never saved or sent anywhere (the user has them).
 
 import facts from "./facts.js";
+import { MAX_WORKERS } from "./shard-pool.js";
 import { checkedFetch, download, mapLimited, openCache, readBody, refusedUrl, unreachable } from "./downloads.js";
 
 const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plus the registry
@@ -71,15 +72,22 @@ function nameOfBase(base) {
   return parts.length ? parts[parts.length - 1] : url.host;
 }
 
-// Refuse, before downloading, a model whose float32 weights would not fit in the tab.
-function checkFitsInTab(name, description) {
-  if (description.float32_bytes > MAX_FLOAT32_WEIGHT_BYTES) {
-    throw new Error(`${name} is too large for a browser tab: its weights take `
-      + `${gigabytes(description.float32_bytes)} GB as float32 (${(description.n_params / 1e6).toFixed(0)}M `
-      + `parameters), and this page holds at most ${gigabytes(MAX_FLOAT32_WEIGHT_BYTES)} GB of `
-      + "weights (a tab's WebAssembly memory is 4 GB at most, and loading needs room for the file "
-      + "too). Nothing was downloaded. Pick a smaller model, such as mamba-130m-hf or mamba-370m-hf.");
-  }
+// Refuse, before downloading, a model whose float32 weights would not fit in the tab: in each
+// worker's heap, with the model split across `workers` workers (each holds 1/K: shard-leader.js).
+// One too large for one heap is offered split across enough workers.
+function checkFitsInTab(name, description, workers) {
+  if (description.float32_bytes <= MAX_FLOAT32_WEIGHT_BYTES * workers) return;
+  const needed = Math.ceil(description.float32_bytes / MAX_FLOAT32_WEIGHT_BYTES);
+  const split = workers > 1 ? `split across ${workers} workers, ` : "";
+  const way = needed <= MAX_WORKERS
+    ? `It fits split across ${needed} workers: set Workers to ${needed} and reload, or open this page with `
+      + `?workers=${needed} (the site must be cross-origin isolated: python3 build.py serve --isolated).`
+    : "Pick a smaller model, such as mamba-130m-hf or mamba-370m-hf.";
+  throw new Error(`${name} is too large for a browser tab ${split}as it is: its weights take `
+    + `${gigabytes(description.float32_bytes)} GB as float32 (${(description.n_params / 1e6).toFixed(0)}M `
+    + `parameters), and one worker holds at most ${gigabytes(MAX_FLOAT32_WEIGHT_BYTES)} GB of `
+    + "weights (a worker's WebAssembly memory is 4 GB at most, and loading needs room for the file "
+    + `too). Nothing was downloaded. ${way}`);
 }
 
 async function headSize(url, signal) {
@@ -137,24 +145,24 @@ function shardNames(indexBytes, label) {
 // description (plan.describe_config's)}, plus what is already in hand (bytes of small files, File
 // objects). describe(configBytes, label) is Python's description of config.json: it raises for a
 // config that is not a model the package reads, before anything large is fetched.
-export async function planModel(source, describe, signal) {
-  return source.local ? planLocalFiles(source.local, describe)
-    : planUrl(normalizeBase(source.base), describe, signal);
+export async function planModel(source, describe, signal, workers = 1) {
+  return source.local ? planLocalFiles(source.local, describe, workers)
+    : planUrl(normalizeBase(source.base), describe, signal, workers);
 }
 
-async function planUrl(base, describe, signal) {
+async function planUrl(base, describe, signal, workers) {
   const name = nameOfBase(base);
   const saved = (await readRegistry())[base];
   if (saved && await allSaved(base, saved.files)) {  // no network at all: works offline
     const description = describe(await savedBytes(base, CONFIG_FILE), `${name}/${CONFIG_FILE}`);
-    checkFitsInTab(name, description);
+    checkFitsInTab(name, description, workers);
     return { kind: "url", name, base, files: saved.files, download_bytes: 0, saved: true,
       description, inHand: new Map() };
   }
   const inHand = new Map();  // small files read while planning: not fetched twice
   inHand.set(CONFIG_FILE, await fetchSmall(base + CONFIG_FILE, CONFIG_FILE, signal));
   const description = describe(inHand.get(CONFIG_FILE), `${name}/${CONFIG_FILE}`);
-  checkFitsInTab(name, description);
+  checkFitsInTab(name, description, workers);
   const files = [{ name: CONFIG_FILE, size: inHand.get(CONFIG_FILE).length }];
   const single = await headSize(base + SINGLE_FILE, signal);
   if (single.ok) {
@@ -188,7 +196,7 @@ async function planUrl(base, describe, signal) {
     download_bytes: files.reduce((s, f) => s + f.size, 0), inHand };
 }
 
-async function planLocalFiles(fileList, describe) {
+async function planLocalFiles(fileList, describe, workers) {
   const byName = new Map(Array.from(fileList, (file) => [file.name, file]));
   const missing = (file) => new Error(`The chosen files have no ${file}. Choose ${CONFIG_FILE}, `
     + `${SINGLE_FILE} (or ${INDEX_FILE} and its shards) and ${TOKENIZER_FILE} together.`);
@@ -199,7 +207,7 @@ async function planLocalFiles(fileList, describe) {
   const root = (byName.get(CONFIG_FILE).webkitRelativePath || "").split("/")[0];
   const name = root || (typeof config._name_or_path === "string" && config._name_or_path) || "local model";
   const description = describe(configBytes, `${name}/${CONFIG_FILE}`);
-  checkFitsInTab(name, description);
+  checkFitsInTab(name, description, workers);
   const wanted = [CONFIG_FILE, TOKENIZER_FILE];
   if (byName.has(SINGLE_FILE)) {
     wanted.push(SINGLE_FILE);

@@ -23,16 +23,24 @@ const DESCRIPTION = {
   max_weight_bytes: "number",  // the most its weight files may hold, before a header's slack per file
 };
 
+// One shard of a model split across workers: its index of count, its part of the files ([name,
+// ArrayBuffer-backed bytes] pairs, transferred), and the SharedArrayBuffer the workers sum through.
+const SHARD_LOAD = { id: ID, index: "number", count: "number", name: "string", files: "array",
+  sab: "object", slot_floats: "number" };
+
 export const TO_WORKER = {
   // A model of this site ({name, base, files}), a folder URL ({name, base}) or the user's files
   // ({name, local}). The worker starts Python when needed, plans, fetches and loads it.
-  load: { id: ID, model: { name: "string", base: "string?", files: "array?", local: "array?" } },
+  load: { id: ID, model: { name: "string", base: "string?", files: "array?", local: "array?" },
+    workers: "number?" },  // > 1: split the model across that many workers (shard-pool.js)
   generate: { id: ID, prompt: "string", params: PARAMS },
   continue: { id: ID, more_tokens: "number" },  // resume the latest generation where it ended
   stop: { id: ID },  // the id of the generate/continue request: honoured before the next token
   cancel: { id: ID },  // the id of the load request: aborts its downloads, the old model stays
   "saved-list": { id: ID },  // answered at once by `saved`
   "saved-delete": { id: ID, base: "string" },  // forget a saved model; answered by `saved`
+  // To a follower worker (shard-worker.js): the leader's shard-load, passed on by the page.
+  "shard-load": SHARD_LOAD,
 };
 
 export const TO_PAGE = {
@@ -69,6 +77,11 @@ export const TO_PAGE = {
   error: { id: ID, during: "string", message: "string" },
   cancelled: { id: ID, during: "string" },  // a load ended by cancel; nothing changed
   saved: { id: ID, models: "array", message: "string?" },  // the models saved in this browser
+  // From the leader, for the page to hand to follower `index` (a model split across workers).
+  "shard-load": SHARD_LOAD,
+  // From a follower: its shard loaded (its WASM heap and weights), or it failed (the model is down).
+  "shard-ready": { id: ID, index: "number", heap_bytes: "number", weights_bytes: "number" },
+  "shard-error": { id: ID, index: "number", message: "string" },
   // Sent once (no id) when the worker holds the Web Lock named by its Worker name: the page then
   // waits on that lock and so learns at once when the worker dies.
   alive: {},
@@ -122,10 +135,11 @@ export function problems(direction, msg) {
 
 export class ProtocolError extends Error {}
 
-// Send {type, ...fields} to `target` (a Worker, or the worker's global scope), checked first.
-export function post(target, direction, type, fields = {}) {
+// Send {type, ...fields} to `target` (a Worker, or the worker's global scope), checked first;
+// `transfer`: buffers moved, not copied.
+export function post(target, direction, type, fields = {}, transfer = []) {
   const msg = { type, ...fields };
   const found = problems(direction, msg);
   if (found.length) throw new ProtocolError(found.join("; "));
-  target.postMessage(msg);
+  target.postMessage(msg, transfer);
 }

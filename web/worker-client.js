@@ -5,15 +5,16 @@ import { post, problems } from "./protocol.js";
 
 export class WorkerClient {
   // handlers: {message type: (msg) => void} for messages from the worker; onDeath(reason) once, when
-  // the worker is gone (terminated, crashed, or killed by the browser for memory).
-  constructor(handlers, onDeath) {
+  // the worker is gone (terminated, crashed, or killed by the browser for memory); script: the
+  // worker's module (shard-pool.js starts shard-worker.js).
+  constructor(handlers, onDeath, script = "worker.js") {
     this.handlers = handlers;
     this.onDeath = onDeath;
     this.nextId = 1;
     this.dead = false;
     // The worker holds a Web Lock named after it for its whole life (worker.js, liveness).
     this.name = `mamba-wasm-worker-${Date.now()}-${Math.random().toString(36).slice(2)}`;
-    this.worker = new Worker(new URL("worker.js", import.meta.url), { type: "module", name: this.name });
+    this.worker = new Worker(new URL(script, import.meta.url), { type: "module", name: this.name });
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();
@@ -39,6 +40,12 @@ export class WorkerClient {
       return;
     }
     this.handlers[msg.type](msg);
+  }
+
+  // End the worker on purpose (another worker of the same model died): no death reported.
+  terminate() {
+    this.dead = true;
+    this.worker.terminate();
   }
 
   died(message = "The worker running Python stopped (the browser may have run out of memory, or it "
