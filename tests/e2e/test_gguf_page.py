@@ -47,11 +47,10 @@ def serve_file(mount, prefix, name, data):
 
 
 def load(site, start):
-    """Run start() (which begins a load), then wait until it ended: ready or error."""
-    site.page.evaluate("() => { delete document.body.dataset.modelSource; }")
+    """Run start() (which begins a load: the page is loading once it returns), then wait until the
+    load ended (ready, or an error shown: with a model loaded before, the page is ready again)."""
     start()
-    site.page.wait_for_function("() => document.body.dataset.modelSource !== undefined"
-                                " || document.body.dataset.state === 'error'", timeout=120_000)
+    site.page.wait_for_function("() => document.body.dataset.state !== 'loading'", timeout=120_000)
 
 
 def load_url(site, url):
@@ -152,7 +151,7 @@ def test_url_box_k_quant_mix(gguf_site, mount):
     name = "kquant-Q4_K_M.gguf"
     url = serve_file(mount, "gguf-kquant", name, fixture(name))
     load_url(gguf_site, url)
-    assert gguf_site.state() == "ready", gguf_site.text("error")
+    assert gguf_site.state() == "ready" and not gguf_site.text("error"), gguf_site.text("error")
     assert json_attribute(gguf_site, "data-model-plan")["quantization"] == "Q4_K/Q6_K mix"
     assert f"{name}: GGUF file, Q4_K/Q6_K mix, " in plan_text(gguf_site)
     model, tokenizer = from_pretrained(str(FIXTURES / name))
@@ -168,7 +167,7 @@ def test_file_picker_then_drag_and_drop(gguf_site, tmp_path):
     load(gguf_site, lambda: gguf_site.page.set_input_files("[data-testid=model-files]", [str(tmp_path / name)]))
     assert gguf_site.state() == "ready", gguf_site.text("error")
     assert json_attribute(gguf_site, "data-model-source")["kind"] == "files"
-    assert json_attribute(gguf_site, "data-model-plan")["description"]["architecture"] == "mamba2"
+    assert json_attribute(gguf_site, "data-model-plan")["description"]["architecture"] == "Mamba-2"
     assert f"{name}: GGUF file, Q8_0, " in plan_text(gguf_site)
     assert "to read from your files" in plan_text(gguf_site)
     generate_like_native(gguf_site, tmp_path / name, "Drop", seed=5)
@@ -190,8 +189,10 @@ def test_file_picker_then_drag_and_drop(gguf_site, tmp_path):
 def assert_usable_after_error(site, mount, prefix):
     """After a refused file, another model loads."""
     assert site.state() in ("ready", "error")
-    load_url(site, serve_file(mount, prefix, Q8, fixture(Q8)))
-    assert site.state() == "ready", site.text("error")
+    url = serve_file(mount, prefix, Q8, fixture(Q8))
+    load_url(site, url)
+    assert site.state() == "ready" and not site.text("error"), site.text("error")
+    assert json_attribute(site, "data-model-source")["base"] == url
     assert site.generate("Again", max_new_tokens=4, seed=1) is not None
 
 
