@@ -127,8 +127,8 @@ async function readHeader(readPrefix, size, describe, label, sizeNow = () => siz
 function finishPlan(plan, { info }, checkFits) {
   const description = Object.fromEntries(DESCRIPTION_FIELDS.map((key) => [key, info[key]]));
   if (info.unsupported_types.length) {
-    throw new Error(`${plan.name}: its tensors of type ${info.unsupported_types.join(", ")} are not a type the `
-      + "page reads (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K). Nothing more was downloaded.");
+    throw new Error(`${plan.name}: it holds tensors of type ${info.unsupported_types.join(", ")}, which the `
+      + "package does not dequantize (see the README's GGUF types). Nothing more was downloaded.");
   }
   checkFits(plan.name, description);
   // The tensors as float32 at most (a quantized file holds fewer bytes), after the header.

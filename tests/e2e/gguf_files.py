@@ -7,7 +7,8 @@ docstring, written field by field.
                                   (mamba-2.8b-like shapes, Q8_0), then `padding` bytes of tensor
                                   data; a long description pushes the tensor table past the first
                                   64 KiB, so the page must read a longer prefix
-    with_magic / truncated / with_tensor_type / with_architecture   the broken files
+    with_magic / truncated / with_tensor_type / with_architecture   the broken files (a tensor type
+                                  id: 99 is no GGML type, 3 is Q4_1, one the package does not read)
 """
 
 import struct

@@ -233,6 +233,8 @@ BROKEN = {
     "truncated.gguf": (gguf_files.truncated, r"truncated\.gguf: tensor '.*': bytes .* run past its end .*truncated file\?"),
     "unknown-type.gguf": (gguf_files.with_tensor_type, r"unknown-type\.gguf: tensor 'token_embd\.weight' has unknown GGML type 99"),
     "llama.gguf": (gguf_files.with_architecture, r"llama\.gguf: architecture 'llama' is not supported"),
+    "q4-1.gguf": (lambda data: gguf_files.with_tensor_type(data, 3),  # Q4_1: a GGML type not dequantized here
+                  r"q4-1\.gguf: it holds tensors of type Q4_1, which the package does not dequantize"),
 }
 
 
