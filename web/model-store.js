@@ -1,7 +1,8 @@
 // Models from elsewhere (worker side): a folder URL (a Hugging Face repository's resolve/main/ URL,
-// or any static folder) or files the user picked on this device.
+// or any static folder) or files the user picked on this device; a llama.cpp .gguf file (a URL or
+// one file) is planned by gguf-source.js, then fetched and saved here like the rest.
 //
-//   planModel(source, describe, signal)   what to fetch and how big it is, BEFORE any weight is
+//   planModel(source, describe, signal, describeGguf)   what to fetch and how big it is, BEFORE any weight is
 //                          downloaded: file sizes (HEAD requests, or File.size), what config.json
 //                          describes (Python's plan.describe_config, through `describe`), and the
 //                          refusal of a model too large for a tab
