@@ -26,7 +26,8 @@ import pytest
 import mamba_wasm
 from mamba_wasm import Tokenizer, load_model, load_model_from_files
 from mamba_wasm.gguf import read_gguf
-from mamba_wasm.plan import describe_gguf
+from mamba_wasm.errors import GGUFTruncatedError
+from mamba_wasm.plan import describe_gguf, describe_gguf_prefix
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GGUF_DIR = os.path.join(HERE, "fixtures", "gguf")
@@ -209,3 +210,21 @@ def test_the_page_can_describe_a_file_from_its_first_bytes(name):
     assert described["unsupported_types"] == []
     with pytest.raises(mamba_wasm.GGUFError, match=f"{name}: .* the file ends at byte {header_bytes - 100}"):
         describe_gguf(data[: header_bytes - 100], name)
+
+
+@pytest.mark.parametrize("name, label", [("hf_tied_bias-Q8_0.gguf", "Q8_0"), ("kquant-Q4_K_M.gguf", "Q4_K/Q6_K mix"),
+                                         ("original_layout-F16.gguf", "F16"), ("bf16-BF16.gguf", "BF16"),
+                                         ("hf_tied_bias-F32.gguf", "F32")])
+def test_the_page_reads_a_growing_prefix_until_the_header_is_whole(name, label):
+    """describe_gguf_prefix: None (read more) for a prefix of a longer file, the description once
+    the tensor table is in; a whole file that ends too soon is a truncated file."""
+    data = open(path_of(name), "rb").read()
+    header_bytes = read_gguf(data, name).data_start
+    for cut in (0, 3, 24, header_bytes // 2, header_bytes - 40):  # (the header ends in up to 31 bytes of padding)
+        assert describe_gguf_prefix(data[:cut], len(data), name) is None, cut
+    described = describe_gguf_prefix(data[:header_bytes], len(data), name)
+    assert described == describe_gguf(data, name) and described["quantization"] == label
+    with pytest.raises(GGUFTruncatedError, match=f"{name}: .*(truncated|file ends)"):
+        describe_gguf_prefix(data[: header_bytes // 2], header_bytes // 2, name)
+    with pytest.raises(mamba_wasm.GGUFError, match="not a GGUF file"):
+        describe_gguf_prefix(b"GGML" + data[4:100], len(data), name)  # corrupt, however short

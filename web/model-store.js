@@ -1,7 +1,8 @@
 // Models from elsewhere (worker side): a folder URL (a Hugging Face repository's resolve/main/ URL,
-// or any static folder) or files the user picked on this device.
+// or any static folder) or files the user picked on this device; a llama.cpp .gguf file (a URL or
+// one file) is planned by gguf-source.js, then fetched and saved here like the rest.
 //
-//   planModel(source, describe, signal)   what to fetch and how big it is, BEFORE any weight is
+//   planModel(source, describe, signal, workers, describeGguf)   what to fetch and how big it is, BEFORE any weight is
 //                          downloaded: file sizes (HEAD requests, or File.size), what config.json
 //                          describes (Python's plan.describe_config, through `describe`), and the
 //                          refusal of a model too large for a tab
@@ -17,6 +18,7 @@
 import facts from "./facts.js";
 import { MAX_WORKERS } from "./shard-pool.js";
 import { checkedFetch, download, mapLimited, openCache, readBody, refusedUrl, unreachable } from "./downloads.js";
+import { ggufUrl, isGgufName, planGguf } from "./gguf-source.js";
 
 const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plus the registry
 // The registry of saved models {base: {name, base, files: [{name, size}], bytes, saved_at}}, kept in
@@ -72,14 +74,19 @@ function nameOfBase(base) {
   return parts.length ? parts[parts.length - 1] : url.host;
 }
 
+// The URL of file `name` of a saved or planned model: a folder's file, or the one .gguf file
+// (whose base is the file's own URL).
+const fileUrl = (base, name) => (base.endsWith("/") ? base + name : base);
+
 // Refuse, before downloading, a model whose float32 weights would not fit in the tab: in each
 // worker's heap, with the model split across `workers` workers (each holds 1/K: shard-leader.js).
-// One too large for one heap is offered split across enough workers.
-function checkFitsInTab(name, description, workers) {
+// One too large for one heap is offered split across enough workers, unless it cannot be split
+// (a .gguf file).
+function checkFitsInTab(name, description, workers, splittable = true) {
   if (description.float32_bytes <= MAX_FLOAT32_WEIGHT_BYTES * workers) return;
   const needed = Math.ceil(description.float32_bytes / MAX_FLOAT32_WEIGHT_BYTES);
   const split = workers > 1 ? `split across ${workers} workers, ` : "";
-  const way = needed <= MAX_WORKERS
+  const way = splittable && needed <= MAX_WORKERS
     ? `It fits split across ${needed} workers: set Workers to ${needed} and reload, or open this page with `
       + `?workers=${needed} (the site must be cross-origin isolated: python3 build.py serve --isolated).`
     : "Pick a smaller model, such as mamba-130m-hf or mamba-370m-hf.";
@@ -145,7 +152,21 @@ function shardNames(indexBytes, label) {
 // description (plan.describe_config's)}, plus what is already in hand (bytes of small files, File
 // objects). describe(configBytes, label) is Python's description of config.json: it raises for a
 // config that is not a model the package reads, before anything large is fetched.
-export async function planModel(source, describe, signal, workers = 1) {
+export async function planModel(source, describe, signal, workers = 1, describeGguf) {
+  // A .gguf model is not split across workers (shard-leader.js cuts safetensors): it must fit one.
+  const fitsOneWorker = (name, description) => checkFitsInTab(name, description, 1, false);
+  if (source.local && Array.from(source.local, (f) => f.name).some(isGgufName)) {
+    if (source.local.length > 1) {
+      throw new Error("Choose the .gguf file alone: it holds the model and its tokenizer.");
+    }
+    return planGguf({ local: source.local[0] }, describeGguf, signal, fitsOneWorker);
+  }
+  const gguf = source.local ? null : ggufUrl(source.base);
+  if (gguf) {
+    const saved = (await readRegistry())[gguf];
+    const blob = saved && await allSaved(gguf, saved.files) ? await savedBlob(gguf, saved.files[0].name) : null;
+    return planGguf({ url: gguf, saved: blob }, describeGguf, signal, fitsOneWorker);
+  }
   return source.local ? planLocalFiles(source.local, describe, workers)
     : planUrl(normalizeBase(source.base), describe, signal, workers);
 }
@@ -249,7 +270,8 @@ function checkWeightBytes(name, files, description) {
 // The most a file of the plan may hold: what the server said before (HEAD), or when it gave no
 // size, or compresses the file, the most such a file may hold at all.
 function fileLimit(plan, name, size) {
-  const most = isWeightFile(name)
+  const most = plan.maxFileBytes ? { bytes: plan.maxFileBytes, why: "the most a GGUF file of this model can hold" }
+    : isWeightFile(name)
     ? { bytes: weightLimit(plan.description, plan.files), why: "the most config.json's tensors can fill" }
     : { bytes: LIMITS.max_tokenizer_bytes, why: "the limit for a tokenizer.json" };
   if (!size) return most;
@@ -260,7 +282,8 @@ function fileLimit(plan, name, size) {
 export function planSummary(plan) {
   const { kind, name, base, files, download_bytes, saved, description } = plan;
   return { kind, name, base, files, download_bytes, saved, description,
-    total_bytes: files.reduce((s, f) => s + f.size, 0) };
+    total_bytes: files.reduce((s, f) => s + f.size, 0),
+    ...(plan.format ? { format: plan.format, quantization: plan.quantization } : {}) };
 }
 
 export function planProgressText(plan) {
@@ -291,8 +314,10 @@ export async function fetchPlannedFiles(plan, count, signal) {
   }
   await mapLimited(plan.files, IN_FLIGHT, async ({ name, size }) => {
     let bytes = plan.inHand.get(name);
+    const label = plan.format ? plan.name : `${plan.name}/${name}`;
     if (bytes) count(bytes.length);
-    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, count, signal, fileLimit(plan, name, size));
+    else if (plan.rest) bytes = await plan.rest(count);  // a .gguf download begun while planning
+    else bytes = await download(fileUrl(plan.base, name), label, size, count, signal, fileLimit(plan, name, size));
     files.set(name, bytes);
   });
   plan.files = plan.files.map(({ name }) => ({ name, size: files.get(name).length }));  // HEAD may not say
@@ -322,15 +347,21 @@ async function writeRegistry(cache, registry) {
 async function allSaved(base, files) {
   const cache = await openModelCache();
   if (!cache) return false;
-  for (const { name } of files) if (!await cache.match(base + name)) return false;
+  for (const { name } of files) if (!await cache.match(fileUrl(base, name))) return false;
   return true;
 }
 
 async function savedBytes(base, name) {
   const cache = await openModelCache();
-  const response = cache && await cache.match(base + name);
-  if (!response) throw new Error(`${base + name} is no longer in this browser's storage; load the URL again.`);
+  const response = cache && await cache.match(fileUrl(base, name));
+  if (!response) throw new Error(`${fileUrl(base, name)} is no longer in this browser's storage; load the URL again.`);
   return new Uint8Array(await response.arrayBuffer());
+}
+
+async function savedBlob(base, name) {
+  const cache = await openModelCache();
+  const response = cache && await cache.match(fileUrl(base, name));
+  return response ? response.blob() : null;
 }
 
 // Put every file in the cache (not yet listed: see listSaved). Short of quota, nothing is kept:
@@ -348,7 +379,7 @@ async function cacheFiles(plan, files) {
     // no estimate: try, and handle a quota error below
   }
   try {
-    for (const { name } of plan.files) await cache.put(plan.base + name, new Response(files.get(name)));
+    for (const { name } of plan.files) await cache.put(fileUrl(plan.base, name), new Response(files.get(name)));
     return { saved: true, note: "saved in this browser for the next visit" };
   } catch (e) {
     await dropFiles(cache, plan.base, plan.files);
@@ -358,7 +389,7 @@ async function cacheFiles(plan, files) {
 }
 
 async function dropFiles(cache, base, files) {
-  for (const { name } of files) await cache.delete(base + name).catch(() => {});
+  for (const { name } of files) await cache.delete(fileUrl(base, name)).catch(() => {});
 }
 
 // The model of `plan` loaded: list it as saved (its files are in the cache already).
