@@ -455,10 +455,38 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(400, f"Bad request path: {problem}")
             return None
         try:
+            if self.headers.get("Range") is not None:
+                return self._send_range(self.translate_path(self.path))
             return super().send_head()
         except _OutsideRoot:
             self.send_error(404)
             return None
+
+    def _send_range(self, path):
+        """A `Range: bytes=...` request for a file: 206 with that part (the page reads a .gguf
+        file's header this way before downloading it), 416 when it starts past the end. Any other
+        form (several ranges, other units) is answered with the whole file, as HTTP allows."""
+        if os.path.isdir(path) or not os.path.isfile(path):
+            return super().send_head()
+        size = os.path.getsize(path)
+        wanted = byte_range(self.headers["Range"], size)
+        if wanted is None:
+            return super().send_head()
+        if wanted == "unsatisfiable":
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        start, end = wanted
+        source = open(path, "rb")
+        source.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return _FilePart(source, end - start + 1)
 
     def translate_path(self, path):
         translated = super().translate_path(path)
@@ -479,6 +507,46 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):
         if not self.quiet:
             super().log_message(format, *args)
+
+
+def byte_range(header, size):
+    """(first, last) byte of a single `bytes=` Range header for a file of `size` bytes (RFC 9110
+    14.1.2: "a-b", "a-", "-suffix"), "unsatisfiable" when it selects nothing, None for a form this
+    server answers with the whole file."""
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
+            or (last and not last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        if int(last) == 0:
+            return "unsatisfiable"
+        return max(0, size - int(last)), size - 1
+    if int(first) >= size:
+        return "unsatisfiable"
+    end = size - 1 if not last else min(int(last), size - 1)
+    if end < int(first):
+        return None  # last before first: invalid, so ignored
+    return int(first), end
+
+
+class _FilePart:
+    """The `length` bytes of an open file from where it stands: what copyfile sends for a range."""
+
+    def __init__(self, source, length):
+        self.source = source
+        self.left = length
+
+    def read(self, n=-1):
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.source.read(n)
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.source.close()
 
 
 class _OutsideRoot(Exception):

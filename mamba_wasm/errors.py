@@ -28,6 +28,11 @@ class GGUFError(CheckpointError):
     model, tensor type or tokenizer this package does not read."""
 
 
+class GGUFTruncatedError(GGUFError):
+    """The bytes given end before the part of a .gguf file being read: a truncated file, or (for a
+    page reading a file's header from its first bytes) a prefix that must grow."""
+
+
 class TokenizerError(MambaWasmError):
     """tokenizer.json is missing, malformed, or of a type this BPE does not support."""
 

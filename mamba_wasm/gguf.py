@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GGUFError
+from .errors import GGUFError, GGUFTruncatedError
 from .gguf_quants import GGML_TYPES, GGMLType
 
 MAGIC = b"GGUF"
@@ -81,7 +81,7 @@ class _Cursor:
 
     def take(self, size, what):
         if size > len(self.data) - self.pos:
-            raise GGUFError(
+            raise GGUFTruncatedError(
                 f"{self.source}: {what} at byte {self.pos} needs {size} bytes, but the file ends at "
                 f"byte {len(self.data)} (truncated?)"
             )
@@ -110,7 +110,7 @@ class _Cursor:
         """A count read from the file, refused when its items cannot fit in the bytes left."""
         left = len(self.data) - self.pos
         if value * min_bytes_each > left:
-            raise GGUFError(
+            raise GGUFTruncatedError(
                 f"{self.source}: {what} {value} cannot fit in the {left} bytes left in the file "
                 "(corrupt or truncated)"
             )

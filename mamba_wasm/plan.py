@@ -9,6 +9,7 @@ from collections import Counter
 
 from .checkpoint import max_weight_bytes
 from .config import config_from_json
+from .errors import GGUFTruncatedError
 from .gguf import read_gguf
 from .gguf_checkpoint import config_from_gguf
 from .gguf_quants import SUPPORTED
@@ -33,7 +34,32 @@ def describe_gguf(prefix, source="model.gguf"):
         "header_bytes": gguf.data_start,
         "tensor_types": dict(types),  # e.g. {"F32": 98, "Q8_0": 73}
         "unsupported_types": sorted(set(types) - set(SUPPORTED)),  # any: loading the file will fail
+        "quantization": quantization(types),
     }
+
+
+def describe_gguf_prefix(prefix, file_size, source="model.gguf"):
+    """describe_gguf of a file's first bytes, or None when they end before its tensor table does
+    and the file has more (the page then reads a longer prefix). A prefix that is the whole file
+    and still ends too soon is a truncated file: GGUFTruncatedError, like any corrupt header."""
+    try:
+        return describe_gguf(prefix, source)
+    except GGUFTruncatedError:
+        if len(prefix) < file_size:
+            return None
+        raise
+
+
+FLOAT_TYPES = ("F32", "F16", "BF16")
+
+
+def quantization(types):
+    """How a file's matrices are stored, from {type name: tensor count}: its quantized types (a
+    Q4_K_M file: "Q4_K/Q6_K mix"), else its float types other than F32 ("F16"), else "F32". The
+    converter keeps 1-D tensors in F32, and rows narrower than a block in F16, in every file."""
+    quantized = sorted(set(types) - set(FLOAT_TYPES))
+    names = quantized or sorted(set(types) - {"F32"}) or ["F32"]
+    return names[0] if len(names) == 1 else "/".join(names) + " mix"
 
 
 def describe(config):

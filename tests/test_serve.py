@@ -37,11 +37,13 @@ def site(tmp_path, monkeypatch):
     server.server_close()
 
 
-def get(site, path, method="GET"):
+def get(site, path, method="GET", headers=()):
     """(status, headers, body) for a raw request path, sent byte for byte."""
     connection = http.client.HTTPConnection(site[0], site[1], timeout=10)
     try:
         connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
         return response.status, response.headers, response.read()
@@ -107,3 +109,26 @@ def test_symlinks_inside_the_folder_still_work(site):
     os.symlink(root / "models" / "m", root / "models" / "alias")
     status, _, body = get(site, "/models/alias/config.json")
     assert status == 200 and body == b"{}"
+
+
+def test_byte_ranges_are_answered_with_that_part(site):
+    """The page reads a .gguf file's header with Range requests before downloading it."""
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    (site[2] / "models" / "m" / "model.gguf").write_bytes(data)
+    path = "/models/m/model.gguf"
+    for wanted, (first, last) in {"bytes=0-99": (0, 99), "bytes=10000-": (10000, 10239),
+                                  "bytes=10000-99999": (10000, 10239), "bytes=-40": (10200, 10239)}.items():
+        status, headers, body = get(site, path, headers=[("Range", wanted)])
+        assert status == 206, wanted
+        assert headers["Content-Range"] == f"bytes {first}-{last}/10240", wanted
+        assert body == data[first:last + 1] and headers["Content-Length"] == str(len(body)), wanted
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    status, headers, body = get(site, path, headers=[("Range", "bytes=10240-")])
+    assert status == 416 and headers["Content-Range"] == "bytes */10240" and body == b""
+    for ignored in ("bytes=0-1,5-9", "items=0-9", "bytes=9-2", "bytes=x-"):  # answered whole
+        status, _, body = get(site, path, headers=[("Range", ignored)])
+        assert status == 200 and body == data, ignored
+    assert get(site, "/models/up/x.gguf", headers=[("Range", "bytes=0-9")])[0] == 404
+    os.symlink(site[3] / "secret.txt", site[2] / "leak.gguf")
+    status, _, body = get(site, "/leak.gguf", headers=[("Range", "bytes=0-3")])
+    assert status == 404 and b"secr" not in body

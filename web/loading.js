@@ -12,6 +12,7 @@ import {
   fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary,
 } from "./model-store.js";
 import facts from "./facts.js";
+import { describeGgufPrefix, isGgufName, readGgufModel } from "./gguf-source.js";
 import { describeConfig, describeError, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
 
 // What the worker holds between requests: the manifest, the runtime once Python started, the model.
@@ -78,9 +79,9 @@ export async function load(state, msg, send, signal) {
   if (siteModel) {
     byName = siteBytes;
   } else {
-    busy("plan", `Reading ${name}'s config.json…`);
+    busy("plan", `Reading ${name}'s ${isGgufName(name) ? "header" : "config.json"}…`);
     plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
-      signal);
+      signal, (prefix, size, source) => describeGgufPrefix(runtime, prefix, size, source));
     name = plan.name;
     lap("plan_ms");
     send("plan", { id: msg.id, plan: planSummary(plan) });
@@ -121,6 +122,8 @@ export async function load(state, msg, send, signal) {
 // two) as a LoadedModel.
 function readModel(runtime, name, byName) {
   const { py } = runtime;
+  const gguf = [...byName.keys()].find(isGgufName);
+  if (gguf) return readGgufModel(runtime, name, gguf, byName);
   const tokenizerBytes = byName.get(facts.files.tokenizer);
   if (tokenizerBytes === undefined) throw new Error(`${name}: the model lists no ${facts.files.tokenizer}.`);
   byName.delete(facts.files.tokenizer);

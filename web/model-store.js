@@ -16,6 +16,7 @@
 
 import facts from "./facts.js";
 import { checkedFetch, download, mapLimited, openCache, readBody, refusedUrl, unreachable } from "./downloads.js";
+import { ggufUrl, isGgufName, planGguf } from "./gguf-source.js";
 
 const MODEL_CACHE_NAME = "mamba-wasm-models-v1";  // one entry per file URL, plus the registry
 // The registry of saved models {base: {name, base, files: [{name, size}], bytes, saved_at}}, kept in
@@ -70,6 +71,10 @@ function nameOfBase(base) {
   const parts = url.pathname.split("/").filter(Boolean);
   return parts.length ? parts[parts.length - 1] : url.host;
 }
+
+// The URL of file `name` of a saved or planned model: a folder's file, or the one .gguf file
+// (whose base is the file's own URL).
+const fileUrl = (base, name) => (base.endsWith("/") ? base + name : base);
 
 // Refuse, before downloading, a model whose float32 weights would not fit in the tab.
 function checkFitsInTab(name, description) {
@@ -137,7 +142,21 @@ function shardNames(indexBytes, label) {
 // description (plan.describe_config's)}, plus what is already in hand (bytes of small files, File
 // objects). describe(configBytes, label) is Python's description of config.json: it raises for a
 // config that is not a model the package reads, before anything large is fetched.
-export async function planModel(source, describe, signal) {
+// A .gguf file (gguf-source.js) is planned from its header, described by describeGguf(prefix,
+// fileSize, label).
+export async function planModel(source, describe, signal, describeGguf) {
+  if (source.local && Array.from(source.local, (f) => f.name).some(isGgufName)) {
+    if (source.local.length > 1) {
+      throw new Error("Choose the .gguf file alone: it holds the model and its tokenizer.");
+    }
+    return planGguf({ local: source.local[0] }, describeGguf, signal, checkFitsInTab);
+  }
+  const gguf = source.local ? null : ggufUrl(source.base);
+  if (gguf) {
+    const saved = (await readRegistry())[gguf];
+    const blob = saved && await allSaved(gguf, saved.files) ? await savedBlob(gguf, saved.files[0].name) : null;
+    return planGguf({ url: gguf, saved: blob }, describeGguf, signal, checkFitsInTab);
+  }
   return source.local ? planLocalFiles(source.local, describe)
     : planUrl(normalizeBase(source.base), describe, signal);
 }
@@ -241,7 +260,8 @@ function checkWeightBytes(name, files, description) {
 // The most a file of the plan may hold: what the server said before (HEAD), or when it gave no
 // size, or compresses the file, the most such a file may hold at all.
 function fileLimit(plan, name, size) {
-  const most = isWeightFile(name)
+  const most = plan.maxFileBytes ? { bytes: plan.maxFileBytes, why: "the most a GGUF file of this model can hold" }
+    : isWeightFile(name)
     ? { bytes: weightLimit(plan.description, plan.files), why: "the most config.json's tensors can fill" }
     : { bytes: LIMITS.max_tokenizer_bytes, why: "the limit for a tokenizer.json" };
   if (!size) return most;
@@ -252,7 +272,8 @@ function fileLimit(plan, name, size) {
 export function planSummary(plan) {
   const { kind, name, base, files, download_bytes, saved, description } = plan;
   return { kind, name, base, files, download_bytes, saved, description,
-    total_bytes: files.reduce((s, f) => s + f.size, 0) };
+    total_bytes: files.reduce((s, f) => s + f.size, 0),
+    ...(plan.format ? { format: plan.format, quantization: plan.quantization } : {}) };
 }
 
 export function planProgressText(plan) {
@@ -283,8 +304,10 @@ export async function fetchPlannedFiles(plan, count, signal) {
   }
   await mapLimited(plan.files, IN_FLIGHT, async ({ name, size }) => {
     let bytes = plan.inHand.get(name);
+    const label = plan.format ? plan.name : `${plan.name}/${name}`;
     if (bytes) count(bytes.length);
-    else bytes = await download(plan.base + name, `${plan.name}/${name}`, size, count, signal, fileLimit(plan, name, size));
+    else if (plan.rest) bytes = await plan.rest(count);  // a .gguf download begun while planning
+    else bytes = await download(fileUrl(plan.base, name), label, size, count, signal, fileLimit(plan, name, size));
     files.set(name, bytes);
   });
   plan.files = plan.files.map(({ name }) => ({ name, size: files.get(name).length }));  // HEAD may not say
@@ -314,15 +337,21 @@ async function writeRegistry(cache, registry) {
 async function allSaved(base, files) {
   const cache = await openModelCache();
   if (!cache) return false;
-  for (const { name } of files) if (!await cache.match(base + name)) return false;
+  for (const { name } of files) if (!await cache.match(fileUrl(base, name))) return false;
   return true;
 }
 
 async function savedBytes(base, name) {
   const cache = await openModelCache();
-  const response = cache && await cache.match(base + name);
-  if (!response) throw new Error(`${base + name} is no longer in this browser's storage; load the URL again.`);
+  const response = cache && await cache.match(fileUrl(base, name));
+  if (!response) throw new Error(`${fileUrl(base, name)} is no longer in this browser's storage; load the URL again.`);
   return new Uint8Array(await response.arrayBuffer());
+}
+
+async function savedBlob(base, name) {
+  const cache = await openModelCache();
+  const response = cache && await cache.match(fileUrl(base, name));
+  return response ? response.blob() : null;
 }
 
 // Put every file in the cache (not yet listed: see listSaved). Short of quota, nothing is kept:
@@ -340,7 +369,7 @@ async function cacheFiles(plan, files) {
     // no estimate: try, and handle a quota error below
   }
   try {
-    for (const { name } of plan.files) await cache.put(plan.base + name, new Response(files.get(name)));
+    for (const { name } of plan.files) await cache.put(fileUrl(plan.base, name), new Response(files.get(name)));
     return { saved: true, note: "saved in this browser for the next visit" };
   } catch (e) {
     await dropFiles(cache, plan.base, plan.files);
@@ -350,7 +379,7 @@ async function cacheFiles(plan, files) {
 }
 
 async function dropFiles(cache, base, files) {
-  for (const { name } of files) await cache.delete(base + name).catch(() => {});
+  for (const { name } of files) await cache.delete(fileUrl(base, name)).catch(() => {});
 }
 
 // The model of `plan` loaded: list it as saved (its files are in the cache already).

@@ -12,6 +12,10 @@ function describePlan(plan) {
   let fetching = `${formatBytes(plan.download_bytes)} to download`;
   if (plan.kind === "files") fetching = `${formatBytes(plan.total_bytes)} to read from your files`;
   else if (plan.saved) fetching = `${formatBytes(plan.total_bytes)} saved in this browser, nothing to download`;
+  if (plan.format === "gguf") {
+    return `${plan.name}: GGUF file, ${plan.quantization}, ${fetching}; ${params}, `
+      + `${formatBytes(d.float32_bytes)} in memory as float32 after dequantisation`;
+  }
   return `${plan.name}: ${fetching} (${files}); ${params}, ${formatBytes(d.float32_bytes)} as float32`;
 }
 

@@ -45,6 +45,9 @@ export const TO_PAGE = {
     plan: {
       kind: "string", name: "string", base: "string|null", files: "array", download_bytes: "number",
       total_bytes: "number", saved: "boolean", description: DESCRIPTION,
+      // a llama.cpp .gguf file: format "gguf" and how its matrices are stored ("Q8_0", "F16",
+      // "Q4_K/Q6_K mix"); description.float32_bytes is its memory after dequantisation
+      format: "string?", quantization: "string?",
     },
   },
   ready: {

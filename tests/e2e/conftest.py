@@ -57,8 +57,10 @@ class _OverlayHandler(build.StaticHandler):
     requested = []  # every path asked for, in order
     # URL path -> a network fault served instead of the file, until a test removes it:
     # "404"; "drop" (full Content-Length, then the connection closes after half the bytes);
-    # "slow" (2 kB every 50 ms); "tamper" (the file with one byte changed).
+    # "slow" (2 kB every 50 ms); "tamper" (the file with one byte changed); "no-range" (the whole
+    # file, 64 kB every 10 ms, whatever Range asked: a server without byte ranges).
     faults = {}
+    sent = {}  # URL path -> bytes a "no-range" fault wrote before the page hung up
     replaced = {}  # URL path -> bytes served instead of dist/'s file (a new build), until removed
 
     def do_GET(self):
@@ -88,6 +90,14 @@ class _OverlayHandler(build.StaticHandler):
         try:
             if fault == "drop":
                 self.wfile.write(data[: len(data) // 2])
+            elif fault == "no-range":
+                path_only = self.path.split("?", 1)[0]
+                self.sent[path_only] = 0
+                for start in range(0, len(data), 65536):
+                    self.wfile.write(data[start:start + 65536])
+                    self.wfile.flush()
+                    self.sent[path_only] += len(data[start:start + 65536])
+                    time.sleep(0.01)
             elif fault == "slow":
                 for start in range(0, len(data), 2048):
                     self.wfile.write(data[start:start + 2048])
