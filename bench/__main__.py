@@ -190,7 +190,8 @@ def main(argv=None):
             figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
     else:
         n_tokens = QUICK_TOKENS if args.quick else args.tokens
-        log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
+        if set(engines) & set(ENGINES):
+            log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
         demo = default_model_dir()
         makers = {demo.name: lambda: demo, "mamba-130m-shaped": ensure_130m_shaped,
                   "mamba2-130m-shaped": ensure_mamba2_130m_shaped}

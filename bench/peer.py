@@ -6,10 +6,10 @@ with llama.cpp's own converter):
   - wllama at 1 thread and at 2 threads, each in a fresh browser context on bench/peer_site.py's
     cross-origin isolated page (2 threads need SharedArrayBuffer, so isolation): the file fetched
     and loaded, then 128 tokens decoded greedily, streamed;
-  - our page (dist/, the worker as users get it) with the .gguf mounted as a site model's weight
-    file beside its tokenizer.json: the worker fetches and verifies it and load_model_from_files
-    dequantizes it to float32 (our compute is f32 whatever the file's type); then the same number
-    of tokens, greedily.
+  - our page (dist/, as users get it) opened on `?model=URL of the .gguf`, in a fresh browser
+    context: Python starts, the file's header is read for the plan, the file is downloaded, saved
+    in the Cache API and dequantized to float32 (our compute is f32 whatever the file's type); then
+    the same number of tokens, greedily.
 Decode speed is timed the same way for both, from the page's side: tokens after the first over
 the time from the first token's arrival to the last's. Memory is the peak RSS (VmHWM) of the tab's
 renderer process, which holds the page, its workers and their WebAssembly memories.
@@ -18,11 +18,11 @@ renderer process, which holds the page, its workers and their WebAssembly memori
 import json
 import os
 import time
+import urllib.parse
 from pathlib import Path
 
 from . import browser
 from .gguf import TYPES, ensure_gguf_files
-from .models import default_model_dir
 from .peer_site import ROOT, PeerSite
 from .peer_vocab import banned_ids
 
@@ -31,6 +31,12 @@ THREADS = (1, 2)
 # Targets of issue 17: our page's decode over wllama's single thread, on the same file.
 TARGETS = {"Q8_0": 1.2, "F16": 1.5}
 ENGINE_COLUMNS = ("ours", "wllama_1", "wllama_2")
+NOTES = ("Decode: tokens after the first over the time since it, as each page receives them. Ready, cold: "
+         "wllama fetching the file and its loadModel (its WebAssembly start included); our page from the load "
+         "request to ready in a fresh profile (Python's start, the header read for the plan, the download, saving "
+         "it in the Cache API, dequantizing). Of which the file into a model: wllama's loadModel; our worker's "
+         "model phase (parse and dequantize to float32). Peak renderer RSS: VmHWM of the tab's renderer process, "
+         "which holds the page, its workers and their WebAssembly memories.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +108,7 @@ def table(results, sizes):
             got = by_engine["ours"]["decode_tok_s"] / by_engine["wllama_1"]["decode_tok_s"]
             verdicts.append(f"- {type_name}: our decode / wllama's single thread = {got:.2f}x "
                             f"(target ≥ {target}x: {'met' if got >= target else 'NOT met'}).")
-    return "\n".join(rows + ([""] + verdicts if verdicts else []))
+    return "\n".join(rows + [""] + verdicts + ([""] if verdicts else []) + [NOTES])
 
 
 def read_peak_rss_mb(status_text):
@@ -181,12 +187,12 @@ def run_wllama(browser_, site, name, n_threads, n_tokens, banned):
     return figures
 
 
-def run_ours(browser_, site, name, n_tokens):
+def run_ours(browser_, site, url, n_tokens):
     context = browser_.new_context()
     memory = RendererMemory()
     memory.begin()
     tab = browser.Tab(context, site.url)
-    ready = tab.open(name)
+    ready = tab.open(urllib.parse.quote(url, safe=":/"))
     figures = ours_figures(tab.generate(PROMPT, n_tokens), ready)
     figures["renderer_peak_mb"] = memory.peak_mb()
     context.close()
@@ -206,9 +212,7 @@ def run(n_tokens, log, type_names=tuple(TYPES)):
     log(f"wllama: {len(banned)} token ids banned (not UTF-8 alone: bench/peer_vocab.py)")
     log("building dist/")
     build.build(quiet=True)
-    tokenizer = default_model_dir() / "tokenizer.json"  # the one the checkpoint was converted with
-    site_names = {t: f"gguf-{p.stem}" for t, p in ggufs.items()}
-    site = browser.BenchSite(build, {site_names[t]: {p.name: p, "tokenizer.json": tokenizer} for t, p in ggufs.items()})
+    site = browser.BenchSite(build, {"gguf": {p.name: p for p in ggufs.values()}})  # served at models/gguf/
     peer_site = PeerSite({p.name: p for p in ggufs.values()})
     results = {}
     try:
@@ -221,7 +225,7 @@ def run(n_tokens, log, type_names=tuple(TYPES)):
                     results[type_name][f"wllama_{n_threads}"] = run_wllama(chromium, peer_site, path.name, n_threads,
                                                                            n_tokens, banned)
                 log(f"our page, {path.name}: cold load (Python starts), {n_tokens} tokens")
-                results[type_name]["ours"] = run_ours(chromium, site, site_names[type_name], n_tokens)
+                results[type_name]["ours"] = run_ours(chromium, site, f"{site.url}models/gguf/{path.name}", n_tokens)
             chromium.close()
     finally:
         site.close()
