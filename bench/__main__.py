@@ -3,12 +3,15 @@
     python3 build.py bench [--tokens N]   the record: updates docs/BENCHMARKS.md and docs/benchmarks.png
     python3 build.py bench --quick        a smoke run of 300 tokens: prints the table, writes no docs
     python3 build.py bench --models NAME ... --engines ENGINE ...   a part of the run: writes no docs
+    python3 build.py bench --engines wllama   the peer alone (bench/peer.py): writes no docs
 
 In one run, on the same checkpoints (the site's default model and random ones shaped like
 mamba-130m and like mamba2-130m): (a) mamba_wasm in headless Chromium through the real page and
 worker, (b) mamba_wasm natively, (c) HF transformers on the CPU. Each native engine runs in its own
-process, whose peak RSS (VmHWM) is its own. The machines are noisy, so read the ratios between
-columns of one run.
+process, whose peak RSS (VmHWM) is its own. Then (d) the peer, wllama (llama.cpp in WebAssembly),
+beside our page on the mamba-130m-shaped model's .gguf files (bench/peer.py; not in --quick unless
+asked for with --engines wllama). The machines are noisy, so read the ratios between columns of
+one run.
 """
 
 import argparse
@@ -18,18 +21,21 @@ import subprocess
 import sys
 import time
 
-from . import browser, shard_page
+from . import browser, peer, shard_page
 from .models import ROOT, default_model_dir, ensure_130m_shaped, ensure_mamba2_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
+PEER_PLOT = ROOT / "docs" / "benchmarks-peer.png"
 RESULTS = ROOT / ".cache" / "bench" / "results.json"  # the last full run: --report-only redoes its docs
 QUICK_RESULTS = ROOT / ".cache" / "bench" / "quick-results.json"
 QUICK_TOKENS = 300
 # The model split across workers (bench/shard_page.py): the 130m-shaped model, or in a quick run the demo model.
 SHARD_TOKENS, SHARD_PROMPT, SHARD_QUICK_TOKENS, SHARD_QUICK_PROMPT = 200, 128, 60, 64
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-ENGINES = ("browser", "mamba_wasm", "transformers")
+ENGINES = ("browser", "mamba_wasm", "transformers")  # the columns of the main table
+PEER = "wllama"  # its own table (bench/peer.py)
+PEER_TOKENS = 128  # decoded per file and engine, as issue 17 measured them
 
 
 # Decoding is memory-bound mat-vec work: one BLAS thread does it as fast as two on an idle machine,
@@ -125,6 +131,37 @@ def plot(results, models):
     fig.savefig(PLOT, dpi=110)
 
 
+def peer_section(peer_results):
+    """The peer's heading, what was run, and its table."""
+    return (f"### The peer: wllama {peer.wllama_version()} beside our page on the same .gguf files\n\n"
+            "mamba-130m-shaped (random weights) converted by llama.cpp's convert_hf_to_gguf.py; "
+            f"{peer_results['n_tokens']} tokens decoded greedily per file and engine, one after the other in one "
+            "Chromium run (bench/peer.py says how each figure is taken). Our page computes in float32 whatever "
+            "the file's type; wllama's 2 threads need a cross-origin isolated page (COOP/COEP headers), which "
+            "the bench's peer page has and our site does not need.\n\n"
+            + peer.table(peer_results["results"], peer_results["sizes"]))
+
+
+def plot_peer(peer_results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4))
+    types = list(peer_results["results"])
+    width = 0.27
+    for i, (column, label) in enumerate(zip(peer.ENGINE_COLUMNS, ("our page", "wllama, 1 thread", "wllama, 2 threads"))):
+        values = [peer_results["results"][t].get(column, {}).get("decode_tok_s", 0) for t in types]
+        axis.bar([j + i * width for j in range(len(types))], values, width, label=label)
+    axis.set_xticks([j + width for j in range(len(types))], [f"{t} .gguf" for t in types])
+    axis.set_ylabel(f"decode tokens/s ({peer_results['n_tokens']} tokens)")
+    axis.set_title("mamba-130m-shaped, same files, same Chromium run")
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(PEER_PLOT, dpi=110)
+
+
 def write_doc(text):
     DOC.parent.mkdir(exist_ok=True)
     old = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
@@ -142,10 +179,12 @@ def main(argv=None):
                         help="redo the table, plot and docs from the last run's .cache/bench/results.json")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="run only these checkpoints (default model's "
                         "name, mamba-130m-shaped, mamba2-130m-shaped); prints the table, writes nothing")
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
-                        help="run only these engines; prints the table, writes nothing")
+    parser.add_argument("--engines", nargs="+", choices=(*ENGINES, PEER),
+                        help=f"run only these engines (default: all; --quick: all but {PEER}); prints the "
+                        "tables, writes nothing")
     args = parser.parse_args(argv)
-    partial = bool(args.models) or set(args.engines) != set(ENGINES)
+    partial = bool(args.models) or (args.engines is not None and set(args.engines) != {*ENGINES, PEER})
+    engines = args.engines or (list(ENGINES) if args.quick else [*ENGINES, PEER])
     if args.report_only:
         saved = json.loads(RESULTS.read_text())
         results, n_tokens, shards = saved["results"], saved["n_tokens"], saved.get("shards")
@@ -153,18 +192,21 @@ def main(argv=None):
             figures["ms_per_token_at"] = browser.probes(figures["ms_per_token_series"])
     else:
         n_tokens = QUICK_TOKENS if args.quick else args.tokens
-        log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
+        if set(engines) & set(ENGINES):
+            log(f"{'quick run' if args.quick else 'full run'}: {n_tokens} tokens per engine and model")
         demo = default_model_dir()
         makers = {demo.name: lambda: demo, "mamba-130m-shaped": ensure_130m_shaped,
                   "mamba2-130m-shaped": ensure_mamba2_130m_shaped}
         unknown = set(args.models or ()) - set(makers)
         if unknown:
             parser.error(f"unknown model {sorted(unknown)[0]!r}; choose from {', '.join(makers)}")
-        log("the 130m-shaped checkpoints (written once into .cache/bench/, with torch and transformers)")
-        models = {name: make() for name, make in makers.items() if name in (args.models or makers)}
+        models = {}
+        if set(engines) & set(ENGINES):
+            log("the 130m-shaped checkpoints (written once into .cache/bench/, with torch and transformers)")
+            models = {name: make() for name, make in makers.items() if name in (args.models or makers)}
         results = {engine: {} for engine in ENGINES}
         shards = None
-        if "browser" in args.engines:
+        if "browser" in engines:
             results["browser"] = browser.run(models, n_tokens, log)
             shard_model = demo.name if args.quick else "mamba-130m-shaped"
             if shard_model in models:
@@ -173,26 +215,35 @@ def main(argv=None):
                                          *((SHARD_QUICK_TOKENS, SHARD_QUICK_PROMPT) if args.quick else (SHARD_TOKENS, SHARD_PROMPT)), log)
                 shards = {"model": shard_model, "figures": figures}
         for engine in ("mamba_wasm", "transformers"):
-            if engine in args.engines:
+            if engine in engines:
                 for name, folder in models.items():
                     log(f"{engine} native, {name}: prefill and {n_tokens} decoded tokens (own process)")
                     results[engine][name] = native(engine, folder, n_tokens)
+        if PEER in engines:
+            peer_results, sizes = peer.run(PEER_TOKENS, log)
+            results[PEER] = {"results": peer_results, "sizes": sizes, "n_tokens": PEER_TOKENS}
         saved = QUICK_RESULTS if args.quick or partial else RESULTS
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"results": results, "n_tokens": n_tokens, "shards": shards}))
-    models = list(next(figures for figures in results.values() if figures))
-    text = table(results, models)
-    if shards:
-        text += "\n\n" + shard_page.table(shards["figures"], shards["model"])
-    print(text)
+    models = list(next((results[engine] for engine in ENGINES if results[engine]), {}))
+    text = table(results, models) if models else ""
+    shard_text = shard_page.table(shards["figures"], shards["model"]) if shards else ""
+    peer_text = peer_section(results[PEER]) if results.get(PEER) else ""
+    print("\n\n".join(part for part in (text, shard_text, peer_text) if part))
     if args.quick or partial:
         log(f"{'quick' if args.quick else 'partial'} run: {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} "
             f"left unchanged (a full run updates them); figures saved in {QUICK_RESULTS.relative_to(ROOT)}")
         return
     plot(results, models)
-    write_doc(f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
-              f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
-    log(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+    doc = (f"Measured by `python3 build.py bench --tokens {n_tokens}` ({n_tokens} generated tokens per "
+           f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
+    if shard_text:
+        doc += f"\n\n{shard_text}"
+    if peer_text:  # absent from a results.json written before the peer was in the benchmark
+        plot_peer(results[PEER])
+        doc += f"\n\n{peer_text}\n\n![our page and wllama on the same .gguf files]({PEER_PLOT.name})"
+    write_doc(doc)
+    log(f"wrote {DOC.relative_to(ROOT)} and the plots beside it")
 
 
 if __name__ == "__main__":

@@ -50,17 +50,25 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _site_files(source):
+    """{file name: path} of a checkpoint folder or of a {file name: path} given as it is."""
+    if isinstance(source, dict):
+        return {file: Path(path) for file, path in source.items()}
+    return {file: Path(source) / file for file in ("config.json", "model.safetensors", "tokenizer.json")}
+
+
 class BenchSite:
-    """dist/ served on 127.0.0.1, with extra checkpoints mounted under models/NAME/."""
+    """dist/ served on 127.0.0.1, with extra checkpoints mounted under models/NAME/: each a folder
+    (its config.json, model.safetensors, tokenizer.json) or {file name: path} (a .gguf beside a
+    tokenizer.json, as bench/peer.py mounts them)."""
 
     def __init__(self, build, extra_models, isolated=False):
         self.build = build
-        self.extra = {name: Path(folder) for name, folder in extra_models.items()}
-        files = ["config.json", "model.safetensors", "tokenizer.json"]
-        self.entries = [{"name": name, "path": name, "description": "benchmark checkpoint", "files": files}
-                        for name in self.extra]
-        self.hashes = {f"models/{name}/{file}": {"sha256": _sha256(folder / file), "size": (folder / file).stat().st_size}
-                       for name, folder in self.extra.items() for file in files}
+        self.extra = {name: _site_files(source) for name, source in extra_models.items()}
+        self.entries = [{"name": name, "path": name, "description": "benchmark checkpoint", "files": list(files)}
+                        for name, files in self.extra.items()]
+        self.hashes = {f"models/{name}/{file}": {"sha256": _sha256(path), "size": path.stat().st_size}
+                       for name, files in self.extra.items() for file, path in files.items()}
         site = self
 
         class Handler(build.StaticHandler):
@@ -79,8 +87,8 @@ class BenchSite:
                 if parts[0] == STARTUP_PREFIX:  # the start-up test page, in front of dist/
                     page_file = STARTUP_PAGE.joinpath(*parts[1:])
                     return str(page_file if page_file.is_file() else build.DIST.joinpath(*parts[1:]))
-                if len(parts) == 3 and parts[0] == "models" and parts[1] in site.extra:
-                    return str(site.extra[parts[1]] / parts[2])
+                if len(parts) == 3 and parts[0] == "models" and parts[2] in site.extra.get(parts[1], {}):
+                    return str(site.extra[parts[1]][parts[2]])
                 return super().translate_path(path)
 
             def _json(self, value):

@@ -23,6 +23,7 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_main, "ROOT", tmp_path)
     monkeypatch.setattr(bench_main, "DOC", docs / "BENCHMARKS.md")
     monkeypatch.setattr(bench_main, "PLOT", docs / "benchmarks.png")
+    monkeypatch.setattr(bench_main, "PEER_PLOT", docs / "benchmarks-peer.png")
     monkeypatch.setattr(bench_main, "RESULTS", tmp_path / ".cache" / "results.json")
     monkeypatch.setattr(bench_main, "QUICK_RESULTS", tmp_path / ".cache" / "quick-results.json")
     monkeypatch.setattr(bench_main, "default_model_dir", lambda: tmp_path / "demo")
@@ -46,9 +47,18 @@ def sandbox(tmp_path, monkeypatch):
         return {"1 worker, isolated": one, "2 workers, shared memory (isolated)":
                 {**one, "workers": 2, "decode_tok_s": 13.0, "heap_mb": [330.0, 330.0]}}
 
+    def peer_run(n_tokens, log):
+        runs.append(("wllama", n_tokens))
+        log("peer stage")
+        peer = {"decode_tok_s": 10.0, "ready_s": 1.0, "read_s": 0.5, "renderer_peak_mb": 300.0}
+        ours = {**peer, "decode_tok_s": 15.0}
+        return ({"Q8_0": {"ours": ours, "wllama_1": peer, "wllama_2": {**peer, "decode_tok_s": 20.0}}},
+                {"Q8_0": 143_000_000})
+
     monkeypatch.setattr(bench_main.browser, "run", browser_run)
     monkeypatch.setattr(bench_main.shard_page, "run", shard_run)
     monkeypatch.setattr(bench_main, "native", native)
+    monkeypatch.setattr(bench_main.peer, "run", peer_run)
     return tmp_path, runs
 
 
@@ -77,4 +87,19 @@ def test_a_full_run_writes_the_docs_and_the_plot(sandbox, capsys):
     assert "kept" in doc and "stale figures" not in doc and "`python3 build.py bench --tokens 50`" in doc
     assert "Split across workers (mamba-130m-shaped" in doc
     assert (tmp_path / "docs" / "benchmarks.png").stat().st_size > 0
-    assert "wrote docs/BENCHMARKS.md and docs/benchmarks.png" in capsys.readouterr().out
+    assert ("wllama", bench_main.PEER_TOKENS) in runs  # the peer is part of a full run, at its own length
+    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 10.0 | 20.0 | 1.50x | 0.75x |" in doc
+    assert "Q8_0: our decode / wllama's single thread = 1.50x (target ≥ 1.2x: met)" in doc
+    assert (tmp_path / "docs" / "benchmarks-peer.png").stat().st_size > 0
+    assert "wrote docs/BENCHMARKS.md and the plots beside it" in capsys.readouterr().out
+
+
+def test_the_peer_alone_prints_its_table_and_writes_no_docs(sandbox, capsys):
+    tmp_path, runs = sandbox
+    before = (tmp_path / "docs" / "BENCHMARKS.md").read_bytes()
+    bench_main.main(["--quick", "--engines", "wllama"])
+    out = capsys.readouterr().out
+    assert runs == [("wllama", bench_main.PEER_TOKENS)]  # no checkpoint made, no other engine run
+    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 10.0 | 20.0 | 1.50x | 0.75x |" in out
+    assert (tmp_path / "docs" / "BENCHMARKS.md").read_bytes() == before
+    assert not (tmp_path / "docs" / "benchmarks-peer.png").exists()
