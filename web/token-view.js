@@ -15,7 +15,7 @@ export function bandOf(probability) {
   return `band${band < 0 ? BANDS.length : band}`;
 }
 
-const percent = (p) => `${(100 * p).toFixed(p < 0.001 ? 3 : 1)}%`;
+const percent = (p) => (p === 0 ? "0%" : `${(100 * p).toFixed(p < 0.001 ? 3 : 1)}%`);
 const shown = (text) => JSON.stringify(text);  // quotes, and \n for a line end
 
 export class TokenView {

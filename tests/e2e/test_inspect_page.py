@@ -5,6 +5,7 @@ branching from a token, Score mode, the state view's heatmaps, and keyboard-only
 
 import csv as csv_module
 import json
+import os
 
 import numpy as np
 import pytest
@@ -205,3 +206,51 @@ def test_with_the_view_off_nothing_is_recorded_or_materialised(site):
     answers = [t["msg"] for t in site.page.evaluate("window.__mambaTest.traffic")
                if t["msg"].get("id") == requests[-1]["id"] and t["msg"]["type"] in ("token", "done")]
     assert answers and all("tokens" not in m for m in answers)
+
+
+VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+@pytest.mark.parametrize("size", VIEWPORTS)
+def test_the_views_fit_the_screen_and_screenshots(new_site, repo_root, size):
+    """Each view at 1280x800 and 390x844: nothing wider than the screen, the popup inside it.
+    Writes test-results/inspect-*.png; with MAMBA_WASM_UPDATE_SCREENSHOT=1 also docs/inspect-*.png."""
+    width, height = VIEWPORTS[size]
+    site = new_site(viewport=(width, height))
+    site.open()
+    site.page.evaluate("() => { document.querySelector('[data-testid=settings]').open = true; }")  # closed on a phone
+    site.page.check("[data-testid=token-view]")
+    site.page.check("[data-testid=colour-tokens]")
+    site.generate(PROMPT, **{**SETTINGS, "max_new_tokens": 60})
+    (repo_root / "test-results").mkdir(exist_ok=True)
+    shots = []
+
+    def shot(name, selector):
+        site.page.locator(selector).scroll_into_view_if_needed()
+        assert site.page.evaluate("() => document.documentElement.scrollWidth") <= width
+        out = repo_root / "test-results" / f"inspect-{name}-{size}.png"
+        site.page.screenshot(path=str(out))
+        shots.append(out)
+
+    site.page.hover("[data-testid=output] [data-testid=token] >> nth=12")
+    site.page.wait_for_selector("[data-testid=token-popup]:not([hidden])")
+    popup = site.page.locator("[data-testid=token-popup]").bounding_box()
+    assert popup["x"] >= 0 and popup["x"] + popup["width"] <= width
+    shot("tokens", "[data-testid=token-popup]")
+    site.page.mouse.move(0, 0)
+    site.page.click("[data-testid=state-view] summary")
+    site.page.wait_for_function("() => Number(document.querySelector('[data-testid=state-delta]').dataset.tokens) > 0")
+    site.page.locator("[data-testid=state-token]").scroll_into_view_if_needed()
+    box = site.page.locator("[data-testid=state-delta]").bounding_box()
+    site.page.mouse.move(box["x"] + 60, box["y"] + 4)
+    assert site.page.get_attribute("[data-testid=state-token]", "data-column") == str(60 // 8)
+    shot("state", "[data-testid=state-token]")
+    site.page.fill("[data-testid=prompt]", "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer")
+    site.page.click("[data-testid=score]")
+    site.page.wait_for_selector("[data-testid=score-summary]:not([hidden])")
+    site.wait_state("ready")
+    shot("score", "[data-testid=score-summary]")
+    for out in shots:
+        assert out.stat().st_size > 10_000
+        if os.environ.get("MAMBA_WASM_UPDATE_SCREENSHOT") == "1":
+            (repo_root / "docs" / out.name).write_bytes(out.read_bytes())
