@@ -74,7 +74,8 @@ export class TokenView {
 
   // A token or done message: true when its text went in as token elements.
   append(msg) {
-    if (!msg.tokens || this.records === null) return false;
+    if (!msg.tokens) return false;
+    if (this.records === null) this.records = [];  // a request the page did not make (benchmarks)
     const first = this.records.length;
     this.records.push(...msg.tokens);
     if (!this.on) return false;
