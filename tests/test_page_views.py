@@ -9,12 +9,13 @@ import pytest
 import mamba_wasm
 from mamba_wasm.page_views import MAX_PROBE_TOKENS, probe_record, score_record, token_records
 
-DEMO = Path(__file__).resolve().parent.parent / "models" / "shakespeare"
+MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return mamba_wasm.load_model(DEMO), mamba_wasm.Tokenizer.from_file(DEMO / "tokenizer.json")
+@pytest.fixture(scope="module", params=["shakespeare", "shakespeare-mamba2"])  # Mamba-1 and Mamba-2
+def demo(request):
+    folder = MODELS / request.param
+    return mamba_wasm.load_model(folder), mamba_wasm.Tokenizer.from_file(folder / "tokenizer.json")
 
 
 def test_token_records_are_the_sessions_probabilities(demo):

@@ -46,6 +46,10 @@ export class TokenView {
     this.popup.addEventListener("mouseout", () => this.hideSoon());
     this.popup.addEventListener("click", (event) => this.pick(event));
     this.popup.addEventListener("keydown", (event) => this.popupKey(event));
+    root.addEventListener("click", (event) => {  // a tap elsewhere closes it (touch has no mouseout)
+      if (this.openIndex >= 0 && !this.popup.contains(event.target)
+        && !event.target.closest?.("[data-testid=token]")) this.close();
+    });
     this.showColours();
   }
 
