@@ -170,17 +170,18 @@ export class TokenView {
     this.place(token);
   }
 
-  // Under the token, inside the transcript box (above it when there is no room below).
+  // Under the token (above it when the screen has room there and not below), never over it: a
+  // popup over the hovered token would take the pointer from it and close.
   place(token) {
     const box = this.transcript.box.parentElement.getBoundingClientRect();
     const at = token.getBoundingClientRect();
     const width = Math.min(360, box.width - 8);
     this.popup.style.width = `${width}px`;
     this.popup.style.left = `${Math.max(4, Math.min(at.left - box.left, box.width - width - 4))}px`;
-    const below = at.bottom - box.top + 4;
     const height = this.popup.offsetHeight;
-    const roomBelow = window.innerHeight - at.bottom;
-    this.popup.style.top = `${roomBelow > height + 8 ? below : Math.max(0, at.top - box.top - height - 4)}px`;
+    const fitsBelow = window.innerHeight - at.bottom > height + 8;
+    const fitsAbove = at.top > height + 8 && at.top - box.top > height + 4;
+    this.popup.style.top = `${fitsBelow || !fitsAbove ? at.bottom - box.top + 4 : at.top - box.top - height - 4}px`;
   }
 
   close() {

@@ -234,6 +234,9 @@ def test_the_views_fit_the_screen_and_screenshots(new_site, repo_root, size):
 
     chances = [t["p_model"] for t in page_tokens(site)[:30]]
     unsure = chances.index(min(chances[1:]))  # a token where the text could have gone elsewhere
+    site.page.mouse.move(0, 0)  # the pointer left where Generate was may rest on a token: its popup would cover this one
+    site.page.wait_for_selector("[data-testid=token-popup]", state="hidden")
+    site.page.locator(f"[data-testid=output] [data-testid=token] >> nth={unsure}").scroll_into_view_if_needed()
     site.page.hover(f"[data-testid=output] [data-testid=token] >> nth={unsure}")
     site.page.wait_for_selector("[data-testid=token-popup]:not([hidden])")
     popup = site.page.locator("[data-testid=token-popup]").bounding_box()
@@ -256,3 +259,32 @@ def test_the_views_fit_the_screen_and_screenshots(new_site, repo_root, size):
         assert out.stat().st_size > 10_000
         if os.environ.get("MAMBA_WASM_UPDATE_SCREENSHOT") == "1":
             (repo_root / "docs" / out.name).write_bytes(out.read_bytes())
+
+
+def test_mamba2_tokens_branch_and_state_view(new_site):
+    folder = ROOT / "models" / "shakespeare-mamba2"
+    model, tok = mamba_wasm.load_model(folder), mamba_wasm.Tokenizer.from_file(folder / "tokenizer.json")
+    site = new_site()
+    site.open("?model=shakespeare-mamba2")
+    assert site.state() == "ready", site.text("error")
+    text = generate_with_tokens(site)
+    session, native_text = native_session((model, tok))
+    assert text == native_text
+    tokens = page_tokens(site)
+    assert [t["id"] for t in tokens] == session.generated_ids
+    assert np.allclose([t["p_model"] for t in tokens], [p.model_probability for p in session.token_probabilities],
+                       atol=TOLERANCE)
+    site.page.hover("[data-testid=output] [data-testid=token] >> nth=3")
+    alternative = next(a for a in popup_alternatives(site) if a["id"] != tokens[3]["id"])
+    site.page.click(f"[data-testid=token-popup] [data-testid=alternative][data-token-id='{alternative['id']}']")
+    site.wait_state("generating", "ready")
+    site.wait_state("ready", "error")
+    forced = session.branch(3, alternative["id"])
+    while not session.done:
+        forced += session.advance(1)
+    assert site.text("output") == forced
+    site.page.click("[data-testid=state-view] summary")
+    site.page.wait_for_function("() => Number(document.querySelector('[data-testid=state-kept]').dataset.tokens) > 0")
+    whole = site.page.evaluate("() => document.querySelector('.transcript').textContent")
+    size = site.page.eval_on_selector("[data-testid=state-kept]", "(c) => [Number(c.dataset.tokens), Number(c.dataset.layers)]")
+    assert size == [len(tok.encode(whole)), model.config.n_layer]
