@@ -74,6 +74,7 @@ def table(results, models):
             rows.append(f"| {name} | {label} | " + " | ".join(fmt(v, digits) for v in values) + f" | {ratio_text} |")
 
         row("decode tok/s (median)", lambda x: x["decode_tok_s"], ratio=True)
+        row("decode tok/s, token view shown (above: views hidden)", lambda x: x.get("decode_tok_s_views_shown"))
         for length in map(str, (16, 128, 512)):
             row(f"prefill tok/s, {length}-token prompt", lambda x: _nearest(x["prefill_tok_s"], int(length)), ratio=True)
         for probe in ("10", "1000", "4000"):

@@ -160,14 +160,16 @@ class Tab:
             time.sleep(0.2)
         raise TimeoutError(f"no {kind!r} message within {timeout_s} s")
 
-    def generate(self, prompt, max_new_tokens, **params):
-        """Send a generate request on the page's worker; the messages it produced."""
+    def generate(self, prompt, max_new_tokens, inspect=False, **params):
+        """Send a generate request on the page's worker; the messages it produced. inspect: with
+        each token's probabilities (the token view's records; the page shows them when it is on)."""
         self.next_id += 1
         request_id = self.next_id
         params = {"max_new_tokens": max_new_tokens, "temperature": 0, "top_k": 0, "top_p": 1.0,
                   "repetition_penalty": 1.0, "seed": 0, "stop_at_eos": False, **params}  # web/protocol.js
-        self.page.evaluate("([id, prompt, params]) => window.__bench.worker.postMessage("
-                           "{type: 'generate', id, prompt, params})", [request_id, prompt, params])
+        self.page.evaluate("([id, prompt, params, inspect]) => window.__bench.worker.postMessage("
+                           "{type: 'generate', id, prompt, params, ...(inspect ? {inspect} : {})})",
+                           [request_id, prompt, params, inspect])
         self.wait_for("done", request_id)
         return self.messages(request_id)
 
@@ -179,6 +181,7 @@ def prompt_of(tokenizer, n_tokens):
     return tokenizer.decode(ids)
 
 
+VIEWS_SHOWN_TOKENS = 1000  # decode with the token view on: its cost per token shows well before this
 SPAN = 50  # tokens per measurement window: single messages arrive with the page's event-loop jitter
 
 
@@ -254,6 +257,13 @@ def run(models, n_tokens, log):
                     prefill[str(started["n_prompt"])] = started["n_prompt"] / (started["prefill_ms"] / 1000)
                 log(f"browser, {name}: decoding {n_tokens} tokens")
                 figures = decode_figures(tab.generate("The ", n_tokens, temperature=0.8, seed=0))
+                views_tokens = min(n_tokens, VIEWS_SHOWN_TOKENS)
+                log(f"browser, {name}: decoding {views_tokens} tokens with the token view shown and coloured")
+                tab.page.check("[data-testid=token-view]")
+                tab.page.check("[data-testid=colour-tokens]")
+                shown = decode_figures(tab.generate("The ", views_tokens, inspect=True, temperature=0.8, seed=0))
+                tab.page.uncheck("[data-testid=token-view]")
+                figures["decode_tok_s_views_shown"] = shown["decode_tok_s"]
                 tab.wait_for_snapshot()
                 log(f"browser, {name}: reloading (warm: every file and Python's snapshot in the Cache API)")
                 tab.page.close()

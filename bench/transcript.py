@@ -1,6 +1,7 @@
 """The page's transcript layout cost, in headless Chromium: ms per token over a long generation of
 the site's tiny-random model (its text is one long paragraph, the worst case for layout), once with
-the transcript shown and once hidden (display: none), in one run. A cost that grows with the text
+the transcript shown, once hidden (display: none) and once shown with the token view on (an
+element per token, records with every token message), in one run. A cost that grows with the text
 shows as the shown column rising window by window while the hidden one stays flat.
 
     .venv/bin/python -m bench.transcript [--tokens 20000]
@@ -43,18 +44,22 @@ def main():
             tab = Tab(browser.new_context(viewport={"width": 1280, "height": 800}), site.url)
             tab.open("tiny-random")
             columns = {}
-            for mode in ("shown", "hidden"):
+            for mode in ("shown", "hidden", "tokens"):
                 tab.page.evaluate("(hide) => { document.querySelector('.transcript').style.display ="
                                   " hide ? 'none' : ''; }", mode == "hidden")
-                columns[mode] = ms_per_token(tab.generate("The ", args.tokens))
+                if mode == "tokens":  # the token view: an element per token, coloured by probability
+                    tab.page.check("[data-testid=token-view]")
+                    tab.page.check("[data-testid=colour-tokens]")
+                columns[mode] = ms_per_token(tab.generate("The ", args.tokens, inspect=mode == "tokens"))
             browser.close()
     finally:
         site.close()
-    print(f"ms per token, tiny-random, {args.tokens} tokens, transcript shown vs hidden (display: none)")
-    print("| from token | shown | hidden | shown / hidden |")
-    print("|---:|---:|---:|---:|")
-    for (first, shown), (_, hidden) in zip(columns["shown"], columns["hidden"]):
-        print(f"| {first:,} | {shown:.3f} | {hidden:.3f} | {shown / hidden:.2f} |")
+    print(f"ms per token, tiny-random, {args.tokens} tokens, transcript shown vs hidden (display: none), "
+          "and shown with the token view on")
+    print("| from token | shown | hidden | shown / hidden | token view | token view / hidden |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for (first, shown), (_, hidden), (_, tokens) in zip(columns["shown"], columns["hidden"], columns["tokens"]):
+        print(f"| {first:,} | {shown:.3f} | {hidden:.3f} | {shown / hidden:.2f} | {tokens:.3f} | {tokens / hidden:.2f} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ SharedArrayBuffer. Each worker gets only its shard's bytes; the leader's Session
 text as the whole model's, greedy and sampled, through Regenerate (a copied state) and Continue.
 """
 
+import json
 import os
 import queue
 import threading
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import mamba_wasm
-from mamba_wasm import InputError
+from mamba_wasm import InputError, page_views
 from mamba_wasm.checkpoint import read_folder
 from mamba_wasm.shard_bytes import cut_bytes, cut_layout, header_length
 from mamba_wasm.shard_group import ShardFollower, ShardGroup
@@ -170,3 +171,29 @@ def test_a_block_longer_than_a_prefill_block_is_refused():
         return group.step(3, group.new_state()).shape
 
     assert run_group(folder, 2, body) == (mamba_wasm.load_model(folder).config.vocab_size,)
+
+
+def test_the_token_view_and_branch_work_on_k_workers_and_score_says_it_needs_one():
+    """An inspected generation on a split model records the whole model's probabilities and
+    branches to its text; Score and the state view (sequence mode) name the Workers setting."""
+    folder = os.path.join(ROOT, "models", "shakespeare")
+
+    def inspected(m, t):
+        session = mamba_wasm.Session(m, t, record_probabilities=True, snapshot_every=4)
+        session.start("ROMEO:\n", 20, temperature=0.8, top_k=20, seed=3)
+        text = session.advance(20)
+        records = json.loads(page_views.token_records(session, 0))
+        branched = session.branch(9, records[9]["alts"][1][0])
+        return text, [r["id"] for r in records], [(r["p"], r["p_model"]) for r in records], branched
+
+    def split(group, tokenizer):
+        for view in (page_views.score_record, page_views.probe_record):
+            with pytest.raises(InputError, match="Workers to 1"):
+                view(group, tokenizer, "ROMEO:")
+        return inspected(group, tokenizer)
+
+    text, ids, probabilities, branched = inspected(mamba_wasm.load_model(folder),
+                                                  mamba_wasm.Tokenizer.from_file(os.path.join(folder, "tokenizer.json")))
+    split_text, split_ids, split_probabilities, split_branched = run_group(folder, 2, split)
+    assert (split_text, split_ids, split_branched) == (text, ids, branched)
+    np.testing.assert_allclose(split_probabilities, probabilities, rtol=1e-4)  # sums in another order

@@ -8,7 +8,10 @@ import { OwnModelPanel } from "./own-model.js";
 import { Settings } from "./settings.js";
 import { OutputTools } from "./output-tools.js";
 import { ShardPool } from "./shard-pool.js";
+import { ScoreView } from "./score-view.js";
+import { StateView } from "./state-view.js";
 import { StatusBar } from "./status.js";
+import { TokenView } from "./token-view.js";
 import { Transcript } from "./transcript.js";
 import { WorkerClient } from "./worker-client.js";
 
@@ -59,6 +62,7 @@ function setState(state) {
   status.progress.hidden = state !== "loading";
   ui.cancel.hidden = !(state === "loading" && page.current && page.current.type === "load");
   ui.retry.hidden = page.retryAction === null || busy;
+  scoreView.setEnabled(state === "ready");
 }
 
 function clearError() {
@@ -220,6 +224,8 @@ function generate() {
   if (params === null) return;
   const prompt = ui.prompt.value;
   transcript.start(prompt);
+  tokenView.start();
+  scoreView.hide();
   ui.tokenCount.textContent = "0";
   ui.tokensPerSecond.textContent = "0";
   ui.timeToFirstToken.textContent = "–";
@@ -227,7 +233,7 @@ function generate() {
   page.lastPrompt = prompt;
   page.canContinue = false;
   startGenerating("Reading the prompt…");
-  send("generate", { prompt, params });
+  send("generate", { prompt, params, ...tokenView.requestFields() });
 }
 
 function startGenerating(text) {
@@ -281,6 +287,7 @@ function finishGenerating() {
     || document.activeElement === document.body;
   setState("ready");
   if (focusWasOnStop) ui.generate.focus();
+  stateView.refresh();
   if (page.pendingLoad) {
     const fields = page.pendingLoad;
     page.pendingLoad = null;
@@ -337,14 +344,14 @@ const handlers = {
 
   token: forCurrent((msg) => {
     noteFirstToken();
-    transcript.append(msg.text);
+    if (!tokenView.append(msg)) transcript.append(msg.text);
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
   }),
 
   done: forCurrent((msg) => {
     if (msg.n_generated > 0) noteFirstToken();
-    transcript.append(msg.text);
+    if (!tokenView.append(msg)) transcript.append(msg.text);
     ui.tokenCount.textContent = String(msg.n_generated);
     ui.tokensPerSecond.textContent = msg.tokens_per_second.toFixed(1);
     Object.assign(page.lastRun, { reason: msg.reason, n_generated: msg.n_generated,
@@ -381,6 +388,18 @@ const handlers = {
   saved: (msg) => ownModel.showSaved(msg),  // answers requests made beside the current one
 
   "shard-load": (msg) => pool.forward(msg),  // the leader's part of the files for another worker
+
+  branched: forCurrent((msg) => tokenView.branched(msg)),
+
+  scored: forCurrent((msg) => {
+    scoreView.show(msg);
+    status.set(`Scored ${msg.totals.tokens} tokens`);
+    page.current = null;
+    page.canContinue = false;
+    finishGenerating();
+  }),
+
+  probed: (msg) => stateView.show(msg),  // asked beside the current request, by the state view
 };
 
 const client = new WorkerClient(handlers, workerDied);
@@ -423,6 +442,28 @@ ui.generate.setAttribute("aria-keyshortcuts", mac ? "Meta+Enter" : "Control+Ente
 if (matchMedia("(max-width: 760px)").matches) ui.settings.open = false;
 
 new OutputTools(document, { transcript, settings, status });
+
+// The inspection views: a branch streams like Continue, a score answers at once; a probe is sent
+// beside any current request (the state view matches its answer by id).
+const tokenView = new TokenView(document, transcript, {
+  requestState: () => document.body.dataset.state,
+  branch: (position, token) => {
+    clearError();
+    page.canContinue = false;
+    startGenerating("Branching from the state at that token…");
+    send("branch", { position, token });
+  },
+});
+const scoreView = new ScoreView(document, transcript, {
+  score: (text) => {
+    if (document.body.dataset.state !== "ready") return;
+    clearError();
+    tokenView.forget();
+    startGenerating("Scoring the text…");
+    send("score", { text });
+  },
+});
+const stateView = new StateView(document, transcript, { probe: (text) => client.request("probe", { text }) });
 
 async function start() {
   setState("loading");

@@ -3,6 +3,7 @@
 // lands between two tokens: no SharedArrayBuffer, no special headers.
 
 import { heapBytes, pythonObjects } from "./runtime.js";
+import { TokenRecorder, setRecording } from "./token-records.js";
 
 const TOKEN_FLUSH_MS = 30;  // send text to the page at most this often (and at the end)
 
@@ -58,6 +59,7 @@ export class LoadedModel {
 // send(type, fields) posts to the page; `generation` is this request's Generation.
 export async function generate(runtime, loaded, generation, msg, send) {
   const { session, begin, prefillStep } = loaded;
+  setRecording(session, msg.inspect === true);
   begin.callKwargs(msg.prompt, msg.params);
   // The prompt is tokenized a slice at a time, then run a block at a time, with a yield between
   // steps, so Stop lands within one step of a long prompt too (streamTokens then reports it
@@ -84,9 +86,12 @@ export async function continueGeneration(runtime, loaded, generation, msg, send)
 }
 
 // Advance one token at a time until done or Stop, sending text to the page; `before`: tokens the
-// session had generated when this request began (tokens/s counts this request's only).
-async function streamTokens(runtime, loaded, generation, send, before) {
+// session had generated when this request began (tokens/s counts this request's only). An
+// inspected generation's messages also carry each token's record (token-records.js).
+export async function streamTokens(runtime, loaded, generation, send, before) {
   const { session, advance } = loaded;
+  const recorder = TokenRecorder.forSession(runtime, session);
+  const records = () => (recorder ? { tokens: recorder.take() } : {});
   const id = generation.id;
   const decodeStart = performance.now();
   let pending = "";
@@ -94,11 +99,13 @@ async function streamTokens(runtime, loaded, generation, send, before) {
   const rate = () => (session.n_generated - before)
     / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
   while (!session.done && !generation.stopRequested) {
-    pending += advance(1);
+    const text = advance(1);
+    pending += text;
+    if (recorder) recorder.push(text);
     const now = performance.now();
     if (now - lastFlush >= TOKEN_FLUSH_MS) {
       send("token", { id, text: pending, n_generated: session.n_generated,
-        tokens_per_second: rate(), wasm_heap_bytes: heapBytes(runtime) });
+        tokens_per_second: rate(), wasm_heap_bytes: heapBytes(runtime), ...records() });
       pending = "";
       lastFlush = now;
     }
@@ -110,5 +117,5 @@ async function streamTokens(runtime, loaded, generation, send, before) {
   send("done", { id, reason, text: pending, n_generated: session.n_generated,
     tokens_per_second: rate(), wasm_heap_bytes: heapBytes(runtime),
     tokens_after_stop: reason === "stopped" ? session.n_generated - generation.stoppedAt : null,
-    python_objects: pythonObjects(runtime) });
+    python_objects: pythonObjects(runtime), ...records() });
 }

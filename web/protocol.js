@@ -33,7 +33,8 @@ export const TO_WORKER = {
   // ({name, local}). The worker starts Python when needed, plans, fetches and loads it.
   load: { id: ID, model: { name: "string", base: "string?", files: "array?", local: "array?" },
     workers: "number?" },  // > 1: split the model across that many workers (shard-pool.js)
-  generate: { id: ID, prompt: "string", params: PARAMS },
+  // inspect: record each token's probabilities and keep state snapshots (the token view, branch)
+  generate: { id: ID, prompt: "string", params: PARAMS, inspect: "boolean?" },
   continue: { id: ID, more_tokens: "number" },  // resume the latest generation where it ended
   stop: { id: ID },  // the id of the generate/continue request: honoured before the next token
   cancel: { id: ID },  // the id of the load request: aborts its downloads, the old model stays
@@ -41,7 +42,16 @@ export const TO_WORKER = {
   "saved-delete": { id: ID, base: "string" },  // forget a saved model; answered by `saved`
   // To a follower worker (shard-worker.js): the leader's shard-load, passed on by the page.
   "shard-load": SHARD_LOAD,
+  // The inspection views (web/inspect.js): generated token `position` becomes `token` and the text
+  // after it is generated again (an inspected generation only); score or probe a text.
+  branch: { id: ID, position: "number", token: "number" },
+  score: { id: ID, text: "string" },
+  probe: { id: ID, text: "string" },
 };
+
+// One generated token of an inspected generation (mamba_wasm/page_views.py token_records): its
+// text, probability as sampled and under the raw model, alternatives [[id, text, p, p_model]].
+const TOKEN_RECORDS = "array?";
 
 export const TO_PAGE = {
   // Loading phases, each sent once when it begins (`phase`), with bytes of total while
@@ -71,12 +81,19 @@ export const TO_PAGE = {
   started: { id: ID, n_prompt: "number", prefill_ms: "number", prompt_state_reused: "boolean",
     state_nbytes: "number", continued: "boolean" },
   token: { id: ID, text: "string", n_generated: "number", tokens_per_second: "number",
-    wasm_heap_bytes: "number" },
+    wasm_heap_bytes: "number", tokens: TOKEN_RECORDS },
   // tokens_after_stop: tokens generated after Stop arrived (0: it lands between tokens);
   // python_objects: objects the Python GC tracks, to spot leaks (an undestroyed PyProxy).
   done: { id: ID, reason: "string", text: "string", n_generated: "number",
     tokens_per_second: "number", wasm_heap_bytes: "number", tokens_after_stop: "number|null",
-    python_objects: "number" },
+    python_objects: "number", tokens: TOKEN_RECORDS },
+  // A branch: the generated text up to and including the new token, which is tokens[0]; then
+  // started, token and done as for continue.
+  branched: { id: ID, position: "number", text: "string", tokens: "array" },
+  // score: scoring.score of the text (nll[i] scores ids[i+1], whose text is pieces[i]);
+  // probe: mean Δ and kept (exp(Δ·A)) per token and layer, rows of n_layer numbers.
+  scored: { id: ID, ids: "array", nll: "array", pieces: "array", totals: "object" },
+  probed: { id: ID, ids: "array", pieces: "array", n_layer: "number", delta: "array", kept: "array" },
   error: { id: ID, during: "string", message: "string" },
   cancelled: { id: ID, during: "string" },  // a load ended by cancel; nothing changed
   saved: { id: ID, models: "array", message: "string?" },  // the models saved in this browser

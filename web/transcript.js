@@ -53,6 +53,17 @@ export class Transcript {
     this.followSoon();
   }
 
+  // One token of the token view (token-view.js): its element in place of its text, chunked the
+  // same way (a new chunk after a token that ends a line, past CHUNK_CHARS).
+  appendToken(element, text) {
+    if (this.chunk === null) this.newChunk("chunk");
+    this.chunk.append(element);
+    this.chunkChars += text.length;
+    if ((this.chunkChars >= CHUNK_CHARS && text.endsWith("\n"))
+      || (this.chunkChars >= PARAGRAPH_CHARS && text.endsWith(" "))) this.newChunk("chunk block");
+    this.followSoon();
+  }
+
   // Scroll to the end once per frame, not per message: reading scrollHeight forces a layout.
   followSoon() {
     if (!this.following || this.scrollPending) return;

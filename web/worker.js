@@ -5,6 +5,7 @@
 // runtime.js), generation.js (the generation loop).
 
 import { Generation, continueGeneration, generate } from "./generation.js";
+import { branch, probe, score } from "./inspect.js";
 import { WorkerState, load } from "./loading.js";
 import { deleteSavedModel, listSavedModels } from "./model-store.js";
 import { post, problems } from "./protocol.js";
@@ -52,10 +53,21 @@ function generationRequest(run) {
   };
 }
 
+// A request on the loaded model that answers at once (the inspection views' score and probe).
+function modelRequest(run) {
+  return async (msg) => {
+    if (state.loaded === null) throw new Error("No model is loaded yet.");
+    run(state.runtime, state.loaded, msg, send);
+  };
+}
+
 const requests = {
   load: loadRequest,
   generate: generationRequest(generate),
   continue: generationRequest(continueGeneration),
+  branch: generationRequest(branch),
+  score: modelRequest(score),
+  probe: modelRequest(probe),
 };
 let queue = Promise.resolve();
 

@@ -27,6 +27,19 @@ def test_every_message_type_is_sent_and_follows_the_protocol(new_site, mount):
     site.page.click("[data-testid=continue]")
     site.wait_state("ready")
     site.generate("", wait=True)  # refused by Python: an error message
+    site.page.check("[data-testid=token-view]")  # the inspection views' requests
+    site.generate("ROMEO:", max_new_tokens=12, seed=1)
+    site.page.hover("[data-testid=output] [data-testid=token] >> nth=3")
+    site.page.wait_for_selector("[data-testid=token-popup]:not([hidden])")
+    drawn = site.page.get_attribute("[data-testid=output] [data-testid=token] >> nth=3", "data-id")
+    site.page.click(f"[data-testid=token-popup] [data-testid=alternative]:not([data-token-id='{drawn}']) >> nth=0")
+    site.wait_state("generating", "ready")
+    site.wait_state("ready", "error")
+    site.page.fill("[data-testid=prompt]", "ROMEO: a text to score")
+    site.page.click("[data-testid=score]")
+    site.page.wait_for_function("() => document.body.dataset.lastScore && document.body.dataset.state === 'ready'")
+    site.page.click("[data-testid=state-view] summary")
+    site.page.wait_for_function("() => Number(document.querySelector('[data-testid=state-delta]').dataset.tokens) > 0")
     site.page.fill("[data-testid=model-url]", base)
     site.page.click("[data-testid=load-url]")
     site.page.wait_for_selector("[data-testid=cached-models] li[data-base]", timeout=120_000)
@@ -39,9 +52,10 @@ def test_every_message_type_is_sent_and_follows_the_protocol(new_site, mount):
     site.wait_state("ready")
 
     seen = {(t["direction"], t["type"]) for t in site.traffic()}
-    expected = {("to-worker", t) for t in ("load", "generate", "stop", "continue", "saved-list", "saved-delete")}
+    expected = {("to-worker", t) for t in ("load", "generate", "stop", "continue", "saved-list", "saved-delete",
+                                           "branch", "score", "probe")}
     expected |= {("to-page", t) for t in ("alive", "progress", "plan", "ready", "started", "token", "done",
-                                           "error", "saved")}
+                                           "error", "saved", "branched", "scored", "probed")}
     assert expected <= seen, expected - seen
     assert site.protocol_problems() == []
 
