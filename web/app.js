@@ -441,7 +441,13 @@ ui.generate.setAttribute("aria-keyshortcuts", mac ? "Meta+Enter" : "Control+Ente
 // Settings start collapsed on a phone: the prompt, the buttons and the output come first.
 if (matchMedia("(max-width: 760px)").matches) ui.settings.open = false;
 
-new OutputTools(document, { transcript, settings, status });
+new OutputTools(document, {
+  transcript, settings, status,
+  cleared: () => {  // the token records and the score described the text that is gone
+    tokenView.forget();
+    scoreView.hide();
+  },
+});
 
 // The inspection views: a branch streams like Continue, a score answers at once; a probe is sent
 // beside any current request (the state view matches its answer by id).

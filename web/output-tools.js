@@ -2,7 +2,8 @@
 // Share link (this page with the prompt and the settings in its address), Clear.
 
 export class OutputTools {
-  // parts: {transcript: Transcript, settings: Settings, status: StatusBar}
+  // parts: {transcript: Transcript, settings: Settings, status: StatusBar, cleared(): the views
+  // built on the text forget it}
   constructor(root, parts) {
     this.parts = parts;
     this.note = root.getElementById("tool-note");
@@ -12,6 +13,7 @@ export class OutputTools {
     root.getElementById("download").addEventListener("click", () => this.download());
     root.getElementById("clear").addEventListener("click", () => {
       parts.transcript.clear();
+      parts.cleared();
       this.say("Cleared.");
     });
   }

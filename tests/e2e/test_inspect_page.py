@@ -288,3 +288,13 @@ def test_mamba2_tokens_branch_and_state_view(new_site):
     whole = site.page.evaluate("() => document.querySelector('.transcript').textContent")
     size = site.page.eval_on_selector("[data-testid=state-kept]", "(c) => [Number(c.dataset.tokens), Number(c.dataset.layers)]")
     assert size == [len(tok.encode(whole)), model.config.n_layer]
+
+
+def test_clear_forgets_the_token_records(site):
+    generate_with_tokens(site)
+    assert page_tokens(site)
+    site.page.click("[data-testid=clear]")
+    site.page.uncheck("[data-testid=token-view]")
+    site.page.check("[data-testid=token-view]")  # redraws from the records: there are none now
+    assert page_tokens(site) == [] and site.text("output") == ""
+    assert site.page.is_hidden("[data-testid=branch-back]")
