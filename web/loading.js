@@ -1,6 +1,7 @@
 // A load request (worker side), as one sequence of phases, each announced once:
 //   download  the runtime files (when Python has not started) and a site model's files, verified
-//   python    Python, NumPy and the package start (runtime.js: from the snapshot or not), once per worker
+//   python    Python, NumPy and the package start (runtime.js: from the snapshot or not), once per worker,
+//             as soon as Pyodide's own files are there: the rest of the download goes on meanwhile
 //   plan      a URL's or the user's model: config.json described by Python, sizes, memory check
 //   fetch     that model's files: downloaded, read from this browser's storage or the user's files
 //   model     the files become a Python model and tokenizer
