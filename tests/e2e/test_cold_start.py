@@ -6,10 +6,10 @@ started Python, and Retry then loads the model without starting Python again."""
 import json
 
 MODEL_FILE = "**/models/shakespeare/model.safetensors"
-PYTHON_ANNOUNCED = ("window.__mambaTest.traffic.some((t) => t.msg && t.msg.type === 'progress'"
+PYTHON_ANNOUNCED = ("() => window.__mambaTest.traffic.some((t) => t.msg && t.msg.type === 'progress'"
                     " && t.msg.phase === 'python')")
 # Saved in the background once Python, NumPy and the package are imported: Python's start is over.
-SNAPSHOT_SAVED = """caches.open('mamba-wasm-v1').then((c) => c.keys())
+SNAPSHOT_SAVED = """() => caches.open('mamba-wasm-v1').then((c) => c.keys())
     .then((keys) => keys.some((r) => r.url.includes('python-snapshot')))"""
 
 
@@ -20,7 +20,7 @@ def timings_of(site):
 def hold_model_file(site):
     """Requests for the default model's weights, answered only when the test says so."""
     held = []
-    site.context.route(MODEL_FILE, held.append)
+    site.context.route(MODEL_FILE, lambda route: held.append(route))
     return held
 
 
@@ -65,4 +65,22 @@ def test_a_model_download_failing_while_python_starts_keeps_the_page_usable(new_
     assert site.state() == "ready", site.text("error")
     timings = timings_of(site)
     assert "start" not in timings, f"Python was started again: {timings}"
+    assert len(site.generate("ROMEO:", max_new_tokens=10, seed=3)) > 0
+
+
+def test_a_runtime_file_failing_gives_a_readable_error_and_retry_starts_python(new_site):
+    """pyodide.asm.wasm is compiled beside the rest of the start (compiled-wasm.js): its failure ends
+    the start with the download's own message, not a start that never ends."""
+    site = new_site()
+    wasm = "**/pyodide/pyodide.asm.wasm"
+    site.context.route(wasm, lambda route: route.fulfill(status=503, body="busy"))
+    site.open()
+    assert site.state() == "error"
+    error = site.text("error")
+    assert "pyodide/pyodide.asm.wasm" in error and "HTTP 503" in error, error
+    site.context.unroute(wasm)
+    site.page.click("[data-testid=retry]")
+    site.wait_state("ready", "error", timeout_ms=300_000)
+    assert site.state() == "ready", site.text("error")
+    assert timings_of(site)["start"] == "normal"
     assert len(site.generate("ROMEO:", max_new_tokens=10, seed=3)) > 0
