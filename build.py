@@ -17,6 +17,7 @@ dist/ is a self-contained static site that makes no request outside its own orig
     pyodide/                                  the Pyodide 0.27.7 runtime (npm package `pyodide`)
                                               plus the NumPy wheel, verified against pyodide-lock.json
     py/mamba_wasm-VERSION-py3-none-any.whl    the package as real .py files in a pure-Python wheel
+                                              (with their CPython 3.12 bytecode, made by Pyodide)
     models/index.json, models/NAME/...        the checkpoints listed in models/index.json
     manifest.json                             sha256 and size of every other file; the worker keys
                                               its Cache API entries by these hashes
@@ -52,6 +53,8 @@ DIST = ROOT / "dist"
 CACHE = ROOT / ".cache"
 WHEEL_CACHE = CACHE / "wheels"
 STAMPS = CACHE / "build"
+BYTECODE_CACHE = CACHE / "bytecode"
+SITE_PACKAGES = "/lib/python3.12/site-packages"  # where the worker unpacks the wheel (snapshot-start.js)
 
 PYODIDE_VERSION = "0.27.7"
 PYODIDE_DIR = ROOT / "node_modules" / "pyodide"
@@ -264,6 +267,40 @@ def package_version():
     return "0.0.0"
 
 
+def package_bytecode(files):
+    """[(wheel path, bytes)] of the .pyc files of the package's modules `files` ([(wheel path, source
+    bytes)]), compiled by Pyodide's own Python under Node (scripts/compile_bytecode.mjs): importing
+    the package in the browser then does not compile its ~200 kB of source first, which was about
+    half of that import. Kept in .cache/bytecode/ under the sources' hash: Node runs when they change."""
+    digest = hashlib.sha256(PYODIDE_VERSION.encode())
+    for path, data in files:
+        digest.update(f"{path}\0{len(data)}\0".encode() + data)
+    cached = BYTECODE_CACHE / digest.hexdigest()
+    if not cached.is_dir():
+        ensure_node_modules()
+        node = shutil.which("node")
+        if node is None:
+            raise BuildError("node was not found on PATH. Install Node.js 20 (Debian: apt-get install -y nodejs), "
+                             "then run this again.")
+        with tempfile.TemporaryDirectory() as tmp:
+            for path, data in files:
+                (pathlib.Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
+                (pathlib.Path(tmp) / path).write_bytes(data)
+            result = subprocess.run([node, str(ROOT / "scripts" / "compile_bytecode.mjs"), str(PYODIDE_DIR),
+                                     str(pathlib.Path(tmp) / PACKAGE), SITE_PACKAGES],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(f"compiling {PACKAGE} to bytecode failed:\n{result.stderr[-2000:]}")
+            staged = pathlib.Path(tempfile.mkdtemp(dir=CACHE))
+            for pyc in (pathlib.Path(tmp) / PACKAGE).rglob("*.pyc"):
+                target = staged / pyc.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(pyc.read_bytes())
+        BYTECODE_CACHE.mkdir(parents=True, exist_ok=True)
+        staged.rename(cached)
+    return sorted((p.relative_to(cached).as_posix(), p.read_bytes()) for p in cached.rglob("*.pyc"))
+
+
 def build_package_wheel():
     """(file name, bytes) of a reproducible pure-Python wheel of mamba_wasm/ (fixed timestamps)."""
     sources = sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
@@ -272,6 +309,7 @@ def build_package_wheel():
     version = package_version()
     dist_info = f"{PACKAGE}-{version}.dist-info"
     files = [(f"{PACKAGE}/{p.relative_to(PACKAGE_DIR).as_posix()}", p.read_bytes()) for p in sources]
+    files += package_bytecode(files)
     files.append((f"{dist_info}/METADATA",
                   f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: {version}\n".encode()))
     files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: build.py\n"

@@ -113,6 +113,17 @@ def test_package_wheel_is_reproducible_and_holds_real_python_files():
         assert any(n.endswith(".dist-info/RECORD") for n in names)
 
 
+def test_package_wheel_holds_unchecked_bytecode_for_pyodides_python():
+    """Every module's .pyc, made by Pyodide's CPython 3.12 (magic 3531), hash-based and unchecked:
+    the browser imports it whatever the unpacked files' modification times."""
+    _, wheel = build.build_package_wheel()
+    with zipfile.ZipFile(io.BytesIO(wheel)) as z:
+        for source in (ROOT / "mamba_wasm").glob("*.py"):
+            pyc = z.read(f"mamba_wasm/__pycache__/{source.stem}.cpython-312.pyc")
+            assert pyc[:4] == (3531).to_bytes(2, "little") + b"\r\n", source.name
+            assert int.from_bytes(pyc[4:8], "little") == 0b01, source.name  # hash-based, not checked
+
+
 def test_dist_manifest_lists_every_file_and_a_rebuild_changes_nothing(sandbox, monkeypatch,
                                                                      numpy_wheel):
     name, sha256, data = numpy_wheel

@@ -1,6 +1,7 @@
 // A load request (worker side), as one sequence of phases, each announced once:
 //   download  the runtime files (when Python has not started) and a site model's files, verified
-//   python    Python, NumPy and the package start (runtime.js: from the snapshot or not), once per worker
+//   python    Python, NumPy and the package start (runtime.js: from the snapshot or not), once per worker,
+//             as soon as Pyodide's own files are there: the rest of the download goes on meanwhile
 //   plan      a URL's or the user's model: config.json described by Python, sizes, memory check
 //   fetch     that model's files: downloaded, read from this browser's storage or the user's files
 //   model     the files become a Python model and tokenizer
@@ -36,9 +37,21 @@ export async function load(state, msg, send, signal) {
     timings[name] = now - lapStart;
     lapStart = now;
   };
-  const busy = (phase, text) => send("progress", { id: msg.id, phase, text, loaded: 0, total: 0 });
-  const counter = (phase, text, total) => progressCounter(
-    (loaded, sum) => send("progress", { id: msg.id, phase, text, loaded, total: sum }), total);
+  const spans = {};  // [start, end] of phases that may overlap, in ms from the request's start
+  const span = (name, from) => { spans[name] = [from - startedAt, performance.now() - startedAt]; };
+  timings.spans = spans;
+  // The phase that runs, announced once as it begins; a download's bytes go on under it.
+  let current = { phase: "", text: "" };
+  const began = {};  // phase -> when it was announced
+  const busy = (phase, text) => {
+    current = { phase, text };
+    began[phase] = performance.now();
+    send("progress", { id: msg.id, phase, text, loaded: 0, total: 0 });
+  };
+  const counter = (phase, text, total) => {
+    current = { phase, text };
+    return progressCounter((loaded, sum) => send("progress", { id: msg.id, ...current, loaded, total: sum }), total);
+  };
 
   if (state.manifest === null) state.manifest = await fetchManifest();
   const { manifest } = state;
@@ -47,10 +60,13 @@ export async function load(state, msg, send, signal) {
 
   // download: the runtime (first load only) and a site model's files, under one byte count. A
   // site model's file the manifest does not list (an edited models/index.json) is fetched unverified.
+  // Python starts as soon as its own files are there, while the rest still downloads: the byte count
+  // then goes on under the phase that runs (progress below).
   const runtimeFiles = state.runtime === null ? runtimePaths(manifest) : [];
   const listed = siteUrls.map((url) => manifestPath(manifest, url));
-  const bytes = new Map();
+  const runtimeBytes = new Map();  // manifest path -> promise of its verified bytes
   const siteBytes = new Map();
+  let downloads = Promise.resolve();
   if (runtimeFiles.length || siteModel) {
     const total = [...runtimeFiles, ...listed].reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
     const text = state.runtime === null
@@ -58,19 +74,32 @@ export async function load(state, msg, send, signal) {
       : `Downloading ${msg.model.name}…`;
     const count = counter("download", text, total);
     count(0);
-    await Promise.all([
-      ...runtimeFiles.map(async (path) => bytes.set(path, await fetchVerified(manifest, path, count, signal))),
+    for (const path of runtimeFiles) runtimeBytes.set(path, fetchVerified(manifest, path, count, signal));
+    downloads = Promise.all([
+      ...runtimeBytes.values(),
       ...siteUrls.map(async (url, i) => siteBytes.set(msg.model.files[i], listed[i]
         ? await fetchVerified(manifest, listed[i], count, signal)
         : await download(url, url, 0, count, signal))),
-    ]);
-    lap("download_ms");
+    ]).then(() => span("download", startedAt));
+    // A failure is reported below, once Python's start (which may be using the other files) ended.
+    downloads.catch(() => {});
   }
-  if (state.runtime === null) {
-    state.runtime = await startRuntime(manifest, bytes, busy, lap);
+  const startsPython = state.runtime === null;
+  if (startsPython) {
+    try {
+      state.runtime = await startRuntime(manifest, (path) => runtimeBytes.get(path), busy, lap);
+    } catch (error) {
+      await downloads;  // a failed download is the cause to report, not what it did to the start
+      throw error;
+    }
+    span("python", began.python);
     timings.start = state.runtime.start;  // which start Python took: "snapshot" or "normal"
     if (state.runtime.startNote) timings.start_note = state.runtime.startNote;
   }
+  runtimeBytes.clear();
+  await downloads;
+  // After Python's start: what was left of the download (nothing when the start took longer).
+  if (runtimeFiles.length || siteModel) lap(startsPython ? "download_rest_ms" : "download_ms");
   const { runtime } = state;
 
   let name = msg.model.name;
@@ -91,7 +120,6 @@ export async function load(state, msg, send, signal) {
     ({ files: byName, storage } = await fetchPlannedFiles(plan, count, signal));
     lap("fetch_ms");
   }
-  bytes.clear();
 
   signal.throwIfAborted();  // Cancel came after the last byte
   busy("model", `Reading ${name}…`);
@@ -117,6 +145,9 @@ export async function load(state, msg, send, signal) {
     elapsed_ms: performance.now() - startedAt,
     timings,
   });
+  // The tokenizer's regexes are compiled after ready, not at import: while the user reads the page,
+  // before the first prompt is encoded (tokenizer.py, _LazyPattern).
+  if (startsPython) runtime.py.compileTokenizerPatterns();
 }
 
 // byName (file name -> bytes, emptied here: the bytes move into the WASM heap, one copy, not

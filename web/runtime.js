@@ -3,6 +3,7 @@
 // handed to JavaScript (PyProxies) are destroyed when done.
 
 import { openCache } from "./downloads.js";
+import { compileWasm, instantiateWith } from "./compiled-wasm.js";
 import { snapshotKey, startPython } from "./snapshot-start.js";
 
 // The files Python needs besides the package and NumPy's wheel (all listed in manifest.json).
@@ -14,8 +15,9 @@ export function runtimePaths(manifest) {
   return [...PYODIDE_FILES, manifest.numpy, manifest.package];
 }
 
-// Pyodide fetches its own files by URL. Answer those fetches from bytes already verified and
-// cached, so the runtime too is served by the Cache API (and counted in the progress bar).
+// Pyodide fetches its own files by URL. Answer those fetches (files: URL -> promise of the bytes)
+// from bytes verified and cached, so the runtime too is served by the Cache API (and counted in
+// the progress bar).
 function serveFromMemory(files) {
   const realFetch = self.fetch;
   self.fetch = (resource, options) => {
@@ -23,7 +25,7 @@ function serveFromMemory(files) {
     const bytes = files.get(url.href);
     if (bytes === undefined) return realFetch(resource, options);
     const type = url.pathname.endsWith(".wasm") ? "application/wasm" : "application/octet-stream";
-    return Promise.resolve(new Response(bytes, { headers: { "Content-Type": type } }));
+    return bytes.then((b) => new Response(b, { headers: { "Content-Type": type } }));
   };
   return () => { self.fetch = realFetch; };
 }
@@ -45,20 +47,29 @@ const SNAPSHOT_INPUTS = { asm: "pyodide/pyodide.asm.js", wasm: "pyodide/pyodide.
 const SNAPSHOT_CHECK = `import numpy, mamba_wasm
 float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 
-// Start Python from `bytes` (manifest path -> verified bytes of runtimePaths): from the memory
+// Start Python from `fileOf(path)` (manifest path of runtimePaths -> promise of its verified bytes):
+// it begins as soon as Pyodide's loader is there, while the other files still download (their
+// promises are awaited only where needed: the wheels not at all on a restore), and pyodide.asm.wasm
+// is compiled the moment its bytes are verified, beside the rest (compiled-wasm.js). From the memory
 // snapshot of an earlier visit when there is a good one for these files (snapshot-start.js), else
 // normally (making that snapshot for the next visit). busy(phase, text) announces each phase as it
 // begins; lap(name) records its milliseconds. Returns the runtime: {pyodide, PythonError, py:
 // proxies of what the other modules call, kept for the worker's life, start: "snapshot" | "normal",
 // startNote: why no snapshot was used ("" when one was)}.
-export async function startRuntime(manifest, bytes, busy, lap) {
+export async function startRuntime(manifest, fileOf, busy, lap) {
+  const wasm = compileWasm(fileOf("pyodide/pyodide.asm.wasm"));
+  const { loadPyodide } = await importBytes(await fileOf("pyodide/pyodide.mjs"));
+  await importBytes(await fileOf("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
   busy("python", "Starting Python…");
-  const { loadPyodide } = await importBytes(bytes.get("pyodide/pyodide.mjs"));
-  await importBytes(bytes.get("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
+  lap("runtime_js_ms");
+  const restoreCreate = instantiateWith(wasm);
   const served = new Map();
-  for (const path of ["pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"]) {
-    served.set(new URL(path, self.location.href).href, bytes.get(path));
+  for (const path of ["pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"]) {
+    served.set(new URL(path, self.location.href).href, fileOf(path));
   }
+  // Pyodide still fetches the wasm as it starts, but never reads that answer: it is instantiated
+  // from `wasm` (instantiateWith).
+  served.set(new URL("pyodide/pyodide.asm.wasm", self.location.href).href, Promise.resolve(new Uint8Array(0)));
   const hashes = {};
   for (const [name, path] of Object.entries({ ...SNAPSHOT_INPUTS, numpy: manifest.numpy, package: manifest.package })) {
     hashes[name] = manifest.files[path].sha256;
@@ -75,13 +86,14 @@ export async function startRuntime(manifest, bytes, busy, lap) {
       },
       cache: await openCache(),
       key: snapshotKey(self.location.href, hashes),
-      wheels: async () => [bytes.get(manifest.numpy), bytes.get(manifest.package)],
+      wheels: () => Promise.all([fileOf(manifest.numpy), fileOf(manifest.package)]),
       imports: "import numpy, mamba_wasm, mamba_wasm.plan",
       check: SNAPSHOT_CHECK,
       lap,
     });
   } finally {
     restoreFetch();
+    restoreCreate();
   }
   started.saving.then(({ note }) => { if (note) console.warn(note); });
   const { pyodide } = started;
@@ -94,6 +106,7 @@ export async function startRuntime(manifest, bytes, busy, lap) {
     describeConfig: plan.describe_config,
     describe: plan.describe,
     tokenizerClass,
+    compileTokenizerPatterns: pyodide.pyimport("mamba_wasm.tokenizer").compile_patterns,
     loadModelFromFiles: mambaWasm.load_model_from_files,
     tokenizerFromJson: tokenizerClass.from_json,
     Session: mambaWasm.Session,
