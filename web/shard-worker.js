@@ -22,11 +22,10 @@ if (self.name && self.navigator && navigator.locks) {
 
 async function startFollowerRuntime() {
   const manifest = await fetchManifest();
-  const bytes = new Map();
-  await Promise.all(runtimePaths(manifest).map(async (path) => {
-    bytes.set(path, await fetchVerified(manifest, path, () => {}, undefined));
-  }));
-  return startRuntime(manifest, bytes, () => {}, () => {});
+  // manifest path -> promise of its verified bytes: Python starts while the rest downloads.
+  const bytes = new Map(runtimePaths(manifest).map((path) => [path, fetchVerified(manifest, path, () => {}, undefined)]));
+  for (const promise of bytes.values()) promise.catch(() => {});  // the start reports the failure
+  return startRuntime(manifest, (path) => bytes.get(path), () => {}, () => {});
 }
 
 const runtimeStarted = startFollowerRuntime();

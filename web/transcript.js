@@ -19,9 +19,18 @@ export class Transcript {
     this.chunkChars = 0;
     this.following = true;
     this.scrollPending = false;
+    this.lastScrollTop = 0;
     this.box.addEventListener("scroll", () => {
-      const fromEnd = this.box.scrollHeight - this.box.clientHeight - this.box.scrollTop;
-      this.following = fromEnd <= FOLLOW_SLACK_PX;
+      const top = this.box.scrollTop;
+      const fromEnd = this.box.scrollHeight - this.box.clientHeight - top;
+      // Only a move up stops following: our own scroll (followSoon) goes down, and its event can
+      // arrive after more text has made the box taller, far from the end through no one's doing.
+      // A move down that ends near the end resumes it: near, because the text goes on growing
+      // while a wheel or a drag scrolls towards where the end was.
+      const near = top > this.lastScrollTop ? Math.max(FOLLOW_SLACK_PX, this.box.clientHeight / 4) : FOLLOW_SLACK_PX;
+      if (fromEnd <= near) this.following = true;
+      else if (top < this.lastScrollTop) this.following = false;
+      this.lastScrollTop = top;
     });
   }
 
