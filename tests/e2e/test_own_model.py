@@ -13,10 +13,9 @@ import json
 import pathlib
 import urllib.parse
 
-import numpy as np
 import pytest
 
-from mamba_wasm.safetensors import read_safetensors, safetensors_bytes
+from checkpoint_files import f16_two_shards
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,20 +29,12 @@ def checkpoints():
     """{kind: {file name: bytes}}: "f32" single file, "f16" two shards plus the index."""
     config = json.loads((MODEL / "config.json").read_text())
     tokenizer = (MODEL / "tokenizer.json").read_bytes()
-    tensors = {k: np.array(v) for k, v in read_safetensors((MODEL / "model.safetensors").read_bytes()).items()}
-    names = sorted(tensors)
-    halves = [names[: len(names) // 2], names[len(names) // 2:]]
-    shards = {f"model-0000{i + 1}-of-00002.safetensors": safetensors_bytes(
-        {k: tensors[k].astype(np.float16) for k in half}) for i, half in enumerate(halves)}
-    index = {"metadata": {"total_size": sum(len(b) for b in shards.values())},
-             "weight_map": {k: shard for shard, half in zip(shards, halves) for k in half}}
     return {
         "f32": {"config.json": (MODEL / "config.json").read_bytes(),
                 "model.safetensors": (MODEL / "model.safetensors").read_bytes(),
                 "tokenizer.json": tokenizer},
         "f16": {"config.json": json.dumps({**config, "dtype": "float16"}).encode(),
-                "model.safetensors.index.json": json.dumps(index).encode(),
-                **shards, "tokenizer.json": tokenizer},
+                **f16_two_shards((MODEL / "model.safetensors").read_bytes()), "tokenizer.json": tokenizer},
     }
 
 

@@ -12,12 +12,11 @@ import json
 import threading
 import urllib.parse
 
-import numpy as np
 import pytest
 
 import build
+from checkpoint_files import f16_two_shards
 from conftest import READY_TIMEOUT_MS, ROOT, Site, _OverlayHandler
-from mamba_wasm.safetensors import read_safetensors, safetensors_bytes
 
 GREEDY = {"temperature": 0, "top_k": 0, "top_p": 1, "repetition_penalty": 1, "seed": 1}
 SAMPLED = {"temperature": 0.9, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1, "seed": 7}
@@ -148,15 +147,8 @@ def test_without_isolation_the_page_says_why_it_runs_one_worker(server, open_sit
 
 def f16_sharded(folder):
     """{file name: bytes}: the model in two F16 shard files plus the index, as a Hub repository has it."""
-    tensors = {k: np.array(v) for k, v in read_safetensors((folder / "model.safetensors").read_bytes()).items()}
-    names = sorted(tensors)
-    halves = [names[: len(names) // 2], names[len(names) // 2:]]
-    shards = {f"model-0000{i + 1}-of-00002.safetensors": safetensors_bytes(
-        {k: tensors[k].astype(np.float16) for k in half}) for i, half in enumerate(halves)}
-    index = {"metadata": {"total_size": sum(len(b) for b in shards.values())},
-             "weight_map": {k: shard for shard, half in zip(shards, halves) for k in half}}
     return {"config.json": (folder / "config.json").read_bytes(), "tokenizer.json": (folder / "tokenizer.json").read_bytes(),
-            "model.safetensors.index.json": json.dumps(index).encode(), **shards}
+            **f16_two_shards((folder / "model.safetensors").read_bytes())}
 
 
 def test_a_sharded_f16_model_by_url_on_two_workers_writes_one_workers_text(isolated_server, server, mount, open_site):
