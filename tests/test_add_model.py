@@ -20,7 +20,7 @@ import pytest
 
 import mamba_wasm
 from mamba_wasm.errors import ConfigError
-from mamba_wasm.safetensors import BFLOAT16, read_safetensors, safetensors_bytes, to_float32
+from mamba_wasm.safetensors import BFLOAT16, read_safetensors, safetensors_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))

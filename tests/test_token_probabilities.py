@@ -3,7 +3,6 @@ filters) and under the raw model, with 10 alternatives; recording never changes 
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import mamba_wasm

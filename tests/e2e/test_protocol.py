@@ -4,7 +4,6 @@ it closes (Site.close); this test also drives every kind of request so each mess
 and shows that the check catches an unlisted message or field.
 """
 
-import urllib.parse
 
 from mamba_wasm.plan import TOKENIZER_FILE
 
