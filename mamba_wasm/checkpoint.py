@@ -210,6 +210,14 @@ def load_weights(files, config, source):
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(f"{_files_label(files, source)}: missing tensor {missing[0]!r}{more}")
+    refuse_unexpected(tensors, where, expected)
+    return assemble_weights(config, tensors, where, lambda key, shape: to_float32(
+        checked_tensor(tensors, where, key, shape, _files_label(files, source))))
+
+
+def refuse_unexpected(tensors, where, expected):
+    """A tensor the config does not imply (other than lm_head.weight) means the config describes
+    another model: name the first few. The sharded loader refuses with it too."""
     unexpected = sorted(set(tensors) - set(expected) - {LM_HEAD_KEY})
     if unexpected:
         names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
@@ -217,28 +225,33 @@ def load_weights(files, config, source):
             f"{where[unexpected[0]]}: unexpected tensors {names} (does config.json describe this checkpoint?)"
         )
 
-    def take(key, shape):
-        array = to_float32(checked_tensor(tensors, where, key, shape, _files_label(files, source)))
+
+def assemble_weights(config, tensors, where, take):
+    """MambaWeights of every tensor the config implies, each from take(key, full shape) (a float32
+    array: the whole tensor, or the sharded loader's slice of it), refused when not finite."""
+
+    def finite(key, shape):
+        array = take(key, shape)
         if not np.isfinite(array).all():
             raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
         return array
 
-    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
+    embedding = finite(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
     layer_keys, layer_weights, _ = ARCHITECTURES[config.architecture]
     layers = []
     for i in range(config.n_layer):
         fields = {}
         for field, spec in layer_keys(config).items():
-            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
+            fields[field] = None if spec is None else finite(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
         fields["conv"] = fields["conv"].reshape(fields["conv"].shape[0], config.d_conv)  # drop the groups axis
         fields["A"] = -np.exp(fields["A"])  # as both mixers' forward: A = -exp(A_log), done once here
         layers.append(layer_weights(**fields))
-    norm_f = take(NORM_F_KEY, (config.d_model,))
+    norm_f = finite(NORM_F_KEY, (config.d_model,))
     return MambaWeights(
         embedding=embedding,
         layers=tuple(layers),
         norm_f=norm_f,
-        lm_head=_lm_head(config, tensors, embedding, take),
+        lm_head=_lm_head(config, tensors, embedding, finite),
     )
 
 

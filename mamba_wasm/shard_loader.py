@@ -29,21 +29,20 @@ from .checkpoint import (
     EMBEDDING_KEY,
     LAYER_PREFIX,
     LM_HEAD_KEY,
-    NORM_F_KEY,
     _expected_keys,
     _files_label,
     _json_text,
-    _lm_head,
+    assemble_weights,
     checked_tensor,
     read_folder,
     read_tensors,
+    refuse_unexpected,
 )
 from .config import config_from_json
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 from .safetensors import to_float32
 from .sharded import Mamba1Mixers, MambaShard, ShardedMamba, plan_shards
 from .sharded2 import Mamba2Mixers, conv_rows
-from .weights import MambaWeights
 
 
 def _mamba1_cuts(config, shard):
@@ -118,12 +117,7 @@ def load_shard_from_files(files, source, index, n_shards, precut=False):
 def _load_weights(files, config, shard, source, precut):
     tensors, where = read_tensors(files, source)
     expected = _expected_keys(config)
-    unexpected = sorted(set(tensors) - set(expected) - {LM_HEAD_KEY})
-    if unexpected:
-        names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
-        raise CheckpointError(
-            f"{where[unexpected[0]]}: unexpected tensors {names} (does config.json describe this checkpoint?)"
-        )
+    refuse_unexpected(tensors, where, expected)
 
     cuts = tensor_cuts(config, shard)
 
@@ -138,26 +132,9 @@ def _load_weights(files, config, shard, source, precut):
         converted = to_float32(part)
         if not precut and np.may_share_memory(converted, array):
             converted = converted.copy()  # its own array: the file's bytes can go
-        if not np.isfinite(converted).all():
-            raise CheckpointError(f"{where[key]}: tensor {key!r} holds non-finite values (inf or nan)")
         return converted
 
-    layer_keys, layer_weights, _ = ARCHITECTURES[config.architecture]
-    layers = []
-    for i in range(config.n_layer):
-        fields = {}
-        for field, spec in layer_keys(config).items():
-            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
-        fields["conv"] = fields["conv"].reshape(fields["conv"].shape[0], config.d_conv)  # drop the groups axis
-        fields["A"] = -np.exp(fields["A"])  # A = -exp(A_log), as checkpoint.py
-        layers.append(layer_weights(**fields))
-    embedding = take(EMBEDDING_KEY[config.layout], (config.vocab_size, config.d_model))
-    return MambaWeights(
-        embedding=embedding,
-        layers=tuple(layers),
-        norm_f=take(NORM_F_KEY, (config.d_model,)),
-        lm_head=_lm_head(config, tensors, embedding, take),
-    )
+    return assemble_weights(config, tensors, where, take)
 
 
 def cut_shape(shape, cut):
