@@ -55,6 +55,13 @@ def count(text):
     return value
 
 
+def add_model_dir(command, default):
+    """The optional MODEL_DIR argument both commands take; its default is the model beside the package."""
+    command.add_argument("model_dir", nargs="?", default=default, metavar="MODEL_DIR",
+                         help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
+                              + (" (default: %(default)s)" if default else " (required: no default model beside the package)"))
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="mamba-wasm", description=__doc__,
                                      epilog=f"example: {EXAMPLE}")
@@ -65,9 +72,7 @@ def parse_args(argv):
                     "transformers: repetition penalty, then temperature, top-k, top-p.",
         epilog=f"example: {EXAMPLE}")
     model_default = default_model_dir()
-    gen.add_argument("model_dir", nargs="?", default=model_default, metavar="MODEL_DIR",
-                     help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
-                          + (" (default: %(default)s)" if model_default else " (required: no default model beside the package)"))
+    add_model_dir(gen, model_default)
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", metavar="TEXT", help="the text to continue; - reads it from stdin (this or --prompt-file is required)")
     source.add_argument("--prompt-file", metavar="PATH", type=Path, help="read the prompt from this UTF-8 file")
@@ -113,9 +118,7 @@ def add_score_parser(commands, model_default):
                     "model (no sampling filters), then nats/token, nats/char and perplexity. The text "
                     "is scored as a document after the end-of-text token when the tokenizer has one.",
         epilog=f"example: {SCORE_EXAMPLE}")
-    sc.add_argument("model_dir", nargs="?", default=model_default, metavar="MODEL_DIR",
-                    help="folder with config.json, model.safetensors (or shards) and tokenizer.json, or one llama.cpp .gguf file"
-                         + (" (default: %(default)s)" if model_default else " (required: no default model beside the package)"))
+    add_model_dir(sc, model_default)
     source = sc.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", metavar="TEXT", help="the text to score; - reads it from stdin (this or --file is required)")
     source.add_argument("--file", metavar="PATH", type=Path, help="read the text from this UTF-8 file")
