@@ -129,6 +129,17 @@ def test_phone_shows_prompt_generate_stop_and_output_first(new_site):
     assert overflow <= 0
 
 
+def test_an_error_naming_a_long_url_fits_a_phone(new_site, server):
+    site = new_site(viewport=PHONE)
+    site.open()
+    site.page.fill("[data-testid=model-url]", server + "models/afolderwhosenamehasnoplacetobreakatall/")
+    site.page.click("[data-testid=load-url]")
+    site.page.wait_for_selector("[data-testid=error]:not([hidden])")
+    assert "afolderwhosenamehasnoplacetobreakatall" in site.text("error")
+    box = site.page.eval_on_selector("[data-testid=error]", "(e) => [e.scrollWidth, e.clientWidth]")
+    assert box[0] <= box[1], f"the message is {box[0]}px wide in a {box[1]}px box"
+
+
 # ---- 4. only what loaded is saved ------------------------------------------------------------------
 
 def test_a_folder_that_is_not_a_mamba_model_is_refused_before_download_and_not_saved(new_site, mount):
