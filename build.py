@@ -18,6 +18,7 @@ dist/ is a self-contained static site that makes no request outside its own orig
                                               plus the NumPy wheel, verified against pyodide-lock.json
     py/mamba_wasm-VERSION-py3-none-any.whl    the package as real .py files in a pure-Python wheel
                                               (with their CPython 3.12 bytecode, made by Pyodide)
+    kernels/NAME.wasm                         web/kernels/NAME.wat assembled (SIMD projections)
     models/index.json, models/NAME/...        the checkpoints listed in models/index.json
     manifest.json                             sha256 and size of every other file; the worker keys
                                               its Cache API entries by these hashes
@@ -54,6 +55,7 @@ CACHE = ROOT / ".cache"
 WHEEL_CACHE = CACHE / "wheels"
 STAMPS = CACHE / "build"
 BYTECODE_CACHE = CACHE / "bytecode"
+KERNEL_CACHE = CACHE / "kernels"
 SITE_PACKAGES = "/lib/python3.12/site-packages"  # where the worker unpacks the wheel (snapshot-start.js)
 
 PYODIDE_VERSION = "0.27.7"
@@ -278,10 +280,7 @@ def package_bytecode(files):
     cached = BYTECODE_CACHE / digest.hexdigest()
     if not cached.is_dir():
         ensure_node_modules()
-        node = shutil.which("node")
-        if node is None:
-            raise BuildError("node was not found on PATH. Install Node.js 20 (Debian: apt-get install -y nodejs), "
-                             "then run this again.")
+        node = node_path()
         with tempfile.TemporaryDirectory() as tmp:
             for path, data in files:
                 (pathlib.Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +298,36 @@ def package_bytecode(files):
         BYTECODE_CACHE.mkdir(parents=True, exist_ok=True)
         staged.rename(cached)
     return sorted((p.relative_to(cached).as_posix(), p.read_bytes()) for p in cached.rglob("*.pyc"))
+
+
+def node_path():
+    node = shutil.which("node")
+    if node is None:
+        raise BuildError("node was not found on PATH. Install Node.js 20 (Debian: apt-get install -y nodejs), "
+                         "then run this again.")
+    return node
+
+
+def assembled_kernels():
+    """[(dist path, bytes)]: each web/kernels/NAME.wat assembled to kernels/NAME.wasm by the npm dev
+    dependency wabt (scripts/assemble_kernels.mjs). Kept in .cache/kernels/ under the hash of the
+    source and of wabt's version: Node runs only when one changes."""
+    ensure_node_modules()
+    wabt = json.loads((ROOT / "node_modules" / "wabt" / "package.json").read_text())["version"]
+    assembled = []
+    for source in sorted((ROOT / "web" / "kernels").glob("*.wat")):
+        digest = hashlib.sha256(f"wabt {wabt}\0".encode() + source.read_bytes()).hexdigest()
+        cached = KERNEL_CACHE / f"{source.stem}-{digest}.wasm"
+        if not cached.is_file():
+            KERNEL_CACHE.mkdir(parents=True, exist_ok=True)
+            staged = cached.with_suffix(".partial")
+            result = subprocess.run([node_path(), str(ROOT / "scripts" / "assemble_kernels.mjs"), str(source),
+                                     str(staged)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(f"assembling {source.relative_to(ROOT)} failed:\n{result.stderr[-2000:]}")
+            staged.rename(cached)
+        assembled.append((f"kernels/{source.stem}.wasm", cached.read_bytes()))
+    return assembled
 
 
 def build_package_wheel():
@@ -393,6 +422,8 @@ def build(quiet=False):
     plan[f"pyodide/{numpy_wheel.name}"] = numpy_wheel
     wheel_name, wheel_bytes = build_package_wheel()
     plan[f"py/{wheel_name}"] = wheel_bytes
+    for rel, data in assembled_kernels():
+        plan[rel] = data
     index = read_model_index()
     for model in index["models"]:
         for file in model["files"]:

@@ -46,23 +46,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .guards import check_ids, check_state, check_token
+from .packed import project_dequantized
 
 SCAN_CHUNK = 64  # time steps whose (chunk, d_in, n) discretised tensors exist at once
 
-# The fastest projection differs by platform (docs/BENCHMARKS.md). Pyodide's NumPy has no
-# BLAS: there `W @ x` runs ~2.5 GFLOP/s and `X @ W.T` ~1 GFLOP/s, but einsum's unrolled
-# sum-of-products loop ~5.5 GFLOP/s for both. Natively BLAS matmul is 2-5x faster than einsum.
+# The fastest projection differs by platform (docs/BENCHMARKS.md). In the browser the worker installs
+# SIMD kernels (kernels.py, web/kernels/matmul.wat) that take every float32 weight and the packed
+# ones (packed.py). Without them, Pyodide's NumPy has no BLAS: there `W @ x` runs ~2.5 GFLOP/s and
+# `X @ W.T` ~1 GFLOP/s, but einsum's unrolled sum-of-products loop ~5.5 GFLOP/s for both. Natively
+# BLAS matmul is 2-5x faster than einsum.
 if sys.platform == "emscripten":
 
     def _project(x, weight):
         """x (..., in) by weight (out, in): (..., out)."""
-        return np.einsum("...j,ij->...i", x, weight)
+        y = kernels.project(x, weight)
+        return np.einsum("...j,ij->...i", x, weight) if y is None else y
 
 else:
 
     def _project(x, weight):
         """x (..., in) by weight (out, in): (..., out)."""
+        if type(weight) is not np.ndarray:  # a packed matrix (packed.py)
+            return project_dequantized(x, weight)
         return weight @ x if x.ndim == 1 else x @ weight.T
 
 

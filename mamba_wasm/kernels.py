@@ -1,0 +1,109 @@
+"""Every projection (model.py's `_project`) on the browser's SIMD kernels, once the worker installed them.
+
+The worker (web/kernels.js) instantiates web/kernels/matmul.wat on Pyodide's own WebAssembly memory
+and calls `use(exports)`: from then on `project` hands the kernels the addresses of NumPy's arrays in
+that memory, and they read x and W and write y in place. Natively, and in a browser where the
+kernels did not start (no WebAssembly SIMD), nothing is installed: `project` returns None for a
+float32 weight (the caller's NumPy formulation runs) and dequantizes a packed one (packed.py).
+
+What one call costs, measured in Pyodide under Node: calling a JavaScript function ~7 us; reading an
+array's address ~6.5 us through __array_interface__ (16 us through .ctypes). A token makes ~100
+projections, so a weight's address is read once and kept (keyed by id, checked by a weak reference:
+an id is reused once its array is gone), and x and y pass through two scratch buffers whose
+addresses are read only when they grow.
+"""
+
+import weakref
+
+import numpy as np
+
+from .packed import F16Matrix, Q8Matrix, project_dequantized
+
+_kernels = None  # WasmKernels once the worker called use()
+
+
+def use(exports):
+    """Project through the kernel module's exports (a JsProxy of matmul.wasm's), or NumPy (None)."""
+    global _kernels
+    _kernels = None if exports is None else WasmKernels(exports)
+
+
+def backend():
+    """Which code multiplies: "wasm-simd128" (the kernels) or "numpy"."""
+    return "numpy" if _kernels is None else "wasm-simd128"
+
+
+def project(x, weight):
+    """x (..., in) by weight (out, in): (..., out). None for a float32 weight no kernel takes."""
+    if _kernels is not None:
+        y = _kernels.project(x, weight)
+        if y is not None:
+            return y
+    return None if type(weight) is np.ndarray else project_dequantized(x, weight)
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+class _Scratch:
+    """A float32 buffer used call after call, and its address in the WebAssembly memory."""
+
+    def __init__(self):
+        self.array = np.empty(0, np.float32)
+        self.address = _address(self.array)
+
+    def take(self, n):
+        """Its first n numbers (a view; valid until the next take)."""
+        if n > self.array.size:
+            self.array = np.empty(max(n, 2 * self.array.size), np.float32)
+            self.address = _address(self.array)
+        return self.array[:n]
+
+
+class WasmKernels:
+    def __init__(self, exports):
+        self._kernel = {Q8Matrix: exports.matmul_q8, F16Matrix: exports.matmul_f16, np.ndarray: exports.matmul_f32}
+        self._x = _Scratch()
+        self._y = _Scratch()
+        self._weights = {}  # id(weight) -> (weak reference to it, kernel, its data's address)
+
+    def project(self, x, weight):
+        entry = self._weights.get(id(weight))
+        if entry is None or entry[0]() is not weight:
+            entry = self._remember(weight)
+            if entry is None:
+                return None
+        _, kernel, address = entry
+        out, n_in = weight.shape
+        if x.shape[-1] != n_in:
+            return None  # NumPy's own message names the mismatch
+        l = x.size // n_in
+        np.copyto(self._x.take(x.size).reshape(x.shape), x)  # (..., in) float32, contiguous
+        y = self._y.take(l * out)  # (l * out,)
+        kernel(address, self._x.address, self._y.address, out, n_in, l)
+        return y.reshape(x.shape[:-1] + (out,)).copy()  # (..., out): the scratch is reused
+
+    def _remember(self, weight):
+        """The entry of a weight a kernel takes, or None (a float32 weight that is not C-contiguous
+        2-D float32: the sharded loaders make theirs contiguous, so none is expected)."""
+        kind = type(weight)
+        if kind is Q8Matrix:
+            data = weight.blocks
+        elif kind is F16Matrix:
+            data = weight.half
+        elif kind is np.ndarray and weight.dtype == np.float32 and weight.ndim == 2 and weight.flags.c_contiguous:
+            data = weight
+        else:
+            return None
+        if not data.flags.c_contiguous:
+            return None
+        key = id(weight)
+        entry = (weakref.ref(weight, lambda ref: self._forget(key, ref)), self._kernel[kind], _address(data))
+        self._weights[key] = entry
+        return entry
+
+    def _forget(self, key, ref):
+        entry = self._weights.get(key)
+        if entry is not None and entry[0] is ref:
+            del self._weights[key]

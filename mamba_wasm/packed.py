@@ -1,0 +1,89 @@
+"""Weight matrices kept in a .gguf file's own narrow form (8-bit Q8_0, 16-bit F16) instead of float32.
+
+In the browser the projections stream every weight from memory once per token, so a matrix of int8
+plus one float16 scale per 32 numbers (1.0625 bytes a number) or of float16 (2 bytes) is read 3.8x or 2x
+faster than float32, and takes that much less memory; the SIMD kernels (web/kernels/matmul.wat,
+kernels.py) multiply them without making a float32 copy. The loader keeps matrices packed only when
+asked (gguf_checkpoint.load_gguf_model(packed=True): the worker asks when the kernels run).
+
+Both types stand where a float32 (out, in) array stands in MambaWeights: `_project` (model.py)
+multiplies by them, `matrix[ids]` gives float32 rows (the embedding lookup of a tied lm_head), and
+`.shape`, `.size`, `.nbytes` are those of the stored form. Natively (tests, command line) they
+multiply through NumPy by dequantizing first: exact, but slow for big matrices, so the native
+loader leaves them unpacked. Both are views of the file's bytes: keeping them packed costs no copy.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .gguf_quants import GGML_TYPES, dequantize
+
+Q8_0 = GGML_TYPES[8]
+
+
+@dataclass(frozen=True, eq=False)
+class Q8Matrix:
+    """GGUF Q8_0 as the file stores it: each row of `in` numbers is in / 32 blocks of 34 bytes, a
+    float16 scale d then 32 int8 q, and W[r, 32 b + j] = d * q[j] of block b of row r."""
+
+    blocks: np.ndarray  # (out, in / 32, 34) uint8, C-contiguous: a view of the file's bytes, no copy
+
+    @classmethod
+    def from_bytes(cls, raw, shape):
+        """A tensor's Q8_0 bytes (uint8, exactly out * in / 32 * 34 of them) as an (out, in) matrix."""
+        out, n_in = shape
+        return cls(blocks=raw.reshape(out, n_in // Q8_0.block_size, Q8_0.type_size))
+
+    shape = property(lambda self: (self.blocks.shape[0], self.blocks.shape[1] * Q8_0.block_size))
+    size = property(lambda self: self.shape[0] * self.shape[1])
+    ndim = 2
+    nbytes = property(lambda self: self.blocks.nbytes)
+
+    def all_finite(self):
+        return bool(np.isfinite(self.blocks[:, :, :2].copy().view("<f2")).all())
+
+    def __getitem__(self, rows):
+        """Rows as float32, decoded as gguf_quants.dequantize decodes them (the same numbers): an
+        int gives (in,), an array of ids (l, in)."""
+        blocks = self.blocks[rows]  # (in / 32, 34) or (l, in / 32, 34)
+        return dequantize(blocks.reshape(-1), Q8_0, blocks.shape[:-2] + (self.shape[1],))
+
+    def dequantize(self):
+        """The float32 (out, in) matrix."""
+        return self[slice(None)]
+
+
+@dataclass(frozen=True, eq=False)
+class F16Matrix:
+    """W as IEEE float16: widened to float32 exactly, number by number."""
+
+    half: np.ndarray  # (out, in) float16, C-contiguous: a view of the file's bytes, no copy
+
+    @classmethod
+    def from_bytes(cls, raw, shape):
+        return cls(half=raw.view("<f2").reshape(shape))
+
+    shape = property(lambda self: self.half.shape)
+    size = property(lambda self: self.half.size)
+    ndim = 2
+    nbytes = property(lambda self: self.half.nbytes)
+
+    def all_finite(self):
+        return bool(np.isfinite(self.half).all())
+
+    def __getitem__(self, rows):
+        return self.half[rows].astype(np.float32)
+
+    def dequantize(self):
+        return self.half.astype(np.float32)
+
+
+PACKED_TYPES = (Q8Matrix, F16Matrix)
+
+
+def project_dequantized(x, weight):
+    """x (..., in) by a packed weight (out, in) through NumPy: (..., out). The reference the
+    kernels are tested against, and the path where no kernel runs."""
+    w = weight.dequantize()  # (out, in) float32
+    return w @ x if x.ndim == 1 else x @ w.T

@@ -1,0 +1,54 @@
+# Run in Pyodide under Node with the SIMD kernels installed (tests/test_kernels_pyodide.py):
+#   node bench/run_in_pyodide.mjs --kernels dist/kernels/matmul.wasm tests/kernels_in_pyodide.py
+# Every projection the kernels take (float32, F16, Q8_0; odd shapes: tails, one row, l = 1 and
+# l > 1, unaligned and non-contiguous inputs) against NumPy on the dequantized float32 matrix.
+# Prints one JSON line: {case: [max relative error, the projection backend used]}.
+import json
+
+import numpy as np
+
+from mamba_wasm import kernels
+from mamba_wasm.model import _project
+from mamba_wasm.packed import F16Matrix, Q8Matrix
+
+rng = np.random.default_rng(0)
+
+
+def q8_bytes(out, n_in):
+    """Random GGUF Q8_0 bytes: a float16 scale, then 32 int8, per block."""
+    blocks = np.empty((out * n_in // 32, 34), np.uint8)
+    blocks[:, :2] = (rng.random((out * n_in // 32, 1)) * 0.02 + 0.001).astype("<f2").view(np.uint8)
+    blocks[:, 2:] = rng.integers(-128, 128, (out * n_in // 32, 32), dtype=np.int8).view(np.uint8)
+    return blocks.reshape(-1)
+
+
+def relative_error(y, reference):
+    return float(np.abs(y - reference).max() / max(np.abs(reference).max(), 1e-30))
+
+
+results = {"backend": kernels.backend()}
+for out, n_in in [(1, 1), (1, 32), (3, 5), (7, 17), (5, 64), (33, 96), (64, 100), (257, 768)]:
+    for l in (None, 1, 3, 70):
+        x = rng.standard_normal(n_in if l is None else (l, n_in)).astype(np.float32)
+        weights = {"f32": rng.standard_normal((out, n_in)).astype(np.float32)}
+        # halves with subnormals and both signs, all finite
+        half = (rng.standard_normal((out, n_in)) * np.exp(rng.uniform(-20, 5, (out, n_in)))).astype(np.float16)
+        weights["f16"] = F16Matrix(half=half)
+        if n_in % 32 == 0:
+            weights["q8_0"] = Q8Matrix.from_bytes(q8_bytes(out, n_in), (out, n_in))
+        for kind, w in weights.items():
+            dense = w if kind == "f32" else w.dequantize()
+            reference = (x.astype(np.float64) @ dense.astype(np.float64).T)
+            y = kernels.project(x, w)
+            assert y is not None and y.shape == reference.shape and y.dtype == np.float32, (kind, out, n_in, l)
+            results[f"{kind} {out}x{n_in} l={l}"] = relative_error(y, reference)
+
+# the model's own entry point, on a non-contiguous x (a column slice) and an unaligned weight
+w = rng.standard_normal((40, 48)).astype(np.float32)
+x = rng.standard_normal((6, 60)).astype(np.float32)[:, :48]
+results["_project non-contiguous x"] = relative_error(_project(x, w), x.astype(np.float64) @ w.T.astype(np.float64))
+unaligned = np.empty(40 * 48 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(40, 48)  # one byte off
+unaligned[:] = w
+x = x.copy()
+results["f32 unaligned weight"] = relative_error(kernels.project(x, unaligned), x.astype(np.float64) @ w.T.astype(np.float64))
+print(json.dumps(results))
