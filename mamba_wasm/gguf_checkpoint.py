@@ -31,7 +31,10 @@ Where the file differs from the HF layout (each undone or used as is below):
 Falcon-Mamba (`mamba.ssm.dt_b_c_rms` true: RMSNorms on dt, B and C) is refused.
 
 Memory: tensors are dequantized one at a time (gguf_quants.py), so the peak is the file bytes plus
-the float32 model plus the temporaries of one chunk; F32 tensors stay views of the file bytes.
+the float32 model plus the temporaries of one chunk; F32 tensors stay views of the file bytes. In
+the browser with its SIMD kernels (load_gguf_model(packed=True)) Q8_0 and F16 matrices stay views of
+the file bytes too (packed.py): the model then takes about the file's size, plus float32 for the
+matrices of other types (Q4_0, Q4_K, Q6_K are always dequantized: no kernel takes them).
 """
 
 import math
@@ -45,12 +48,17 @@ from .gguf import read_gguf
 from .gguf_quants import SUPPORTED, dequantize
 from .mamba2 import Mamba2
 from .model import Mamba
+from .packed import F16Matrix, Q8Matrix
 from .weights import LayerWeights, Mamba2LayerWeights, MambaWeights
 
 EMBEDDING_KEY = "token_embd.weight"
 NORM_F_KEY = "output_norm.weight"
 LM_HEAD_KEY = "output.weight"
 LAYER_PREFIX = "blk.{i}."
+# What load_gguf_weights(packed=True) keeps as the file stores it: the matrices every token multiplies
+# by (and the embedding, a tied lm_head), when their type is one the kernels take.
+PACKABLE_LAYER_KEYS = ("ssm_in.weight", "ssm_x.weight", "ssm_dt.weight", "ssm_out.weight")
+PACKED = {"Q8_0": Q8Matrix, "F16": F16Matrix}
 
 # config field -> (metadata key after "<architecture>.", Python type), for both architectures
 COMMON_KEYS = {
@@ -145,11 +153,13 @@ def is_gguf(name):
     return str(name).lower().endswith(".gguf")
 
 
-def load_gguf_model(gguf):
-    """A Mamba from a GGUFFile (mamba_wasm.gguf.read_gguf), or from the file's bytes."""
+def load_gguf_model(gguf, packed=False):
+    """A Mamba from a GGUFFile (mamba_wasm.gguf.read_gguf), or from the file's bytes. packed: keep
+    Q8_0 and F16 matrices as the file holds them (packed.py; for the browser's SIMD kernels)."""
     gguf = gguf if hasattr(gguf, "tensors") else read_gguf(gguf)
     config = config_from_gguf(gguf)
-    return ARCHITECTURES[gguf.metadata["general.architecture"]].model(config, load_gguf_weights(gguf, config))
+    weights = load_gguf_weights(gguf, config, packed)
+    return ARCHITECTURES[gguf.metadata["general.architecture"]].model(config, weights)
 
 
 def config_from_gguf(gguf):
@@ -180,8 +190,9 @@ def config_from_gguf(gguf):
         raise GGUFError(str(exc)) from None
 
 
-def load_gguf_weights(gguf, config):
-    """Read, check and dequantize every tensor the config implies into MambaWeights."""
+def load_gguf_weights(gguf, config, packed=False):
+    """Read, check and dequantize every tensor the config implies into MambaWeights; with `packed`,
+    the matrices that are Q8_0 or F16 (PACKABLE) stay in that form, views of the file's bytes."""
     source, tensors = gguf.source, gguf.tensors
     if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
         raise GGUFError(f"{source}: the metadata says {config.n_layer} layers, but the file holds only {len(tensors)} tensors")
@@ -191,7 +202,7 @@ def load_gguf_weights(gguf, config):
         names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
         raise GGUFError(f"{source}: unexpected tensors {names} (do the metadata describe this file?)")
 
-    def take(key, shape):
+    def take(key, shape, packable=False):
         tensor = tensors.get(key)
         if tensor is None:
             raise GGUFError(f"{source}: missing tensor {key!r}")
@@ -201,23 +212,50 @@ def load_gguf_weights(gguf, config):
             raise GGUFError(
                 f"{source}: tensor {key!r} has type {tensor.ggml_type.name}; supported: {', '.join(SUPPORTED)}"
             )
+        if packed and packable and tensor.ggml_type.name in PACKED:
+            matrix = PACKED[tensor.ggml_type.name].from_bytes(tensor.data, shape)
+            if not matrix.all_finite():
+                raise GGUFError(f"{source}: tensor {key!r} holds non-finite values (inf or nan)")
+            return matrix
         array = dequantize(tensor.data, tensor.ggml_type, shape)
         if not np.isfinite(array).all():
             raise GGUFError(f"{source}: tensor {key!r} holds non-finite values (inf or nan)")
         return array
 
     architecture = ARCHITECTURES[gguf.metadata["general.architecture"]]
-    embedding = take(EMBEDDING_KEY, (config.vocab_size, config.d_model))
+    embedding = take(EMBEDDING_KEY, (config.vocab_size, config.d_model), packable=True)
     layers = []
     for i in range(config.n_layer):
         fields = {}
         for field, spec in architecture.layer_keys(config).items():
-            fields[field] = None if spec is None else take(LAYER_PREFIX.format(i=i) + spec[0], spec[1]).reshape(spec[2])
+            if spec is None:
+                fields[field] = None
+            elif spec[0] in PACKABLE_LAYER_KEYS:  # a matrix, kept as the file shapes it
+                fields[field] = take(LAYER_PREFIX.format(i=i) + spec[0], spec[1], packable=True)
+            else:
+                fields[field] = take(LAYER_PREFIX.format(i=i) + spec[0], spec[1]).reshape(spec[2])
         layers.append(architecture.layer_weights(**fields))
     norm_f = take(NORM_F_KEY, (config.d_model,))
     shape = (config.vocab_size, config.d_model)
-    lm_head = embedding if config.tie_embeddings else take(LM_HEAD_KEY, shape)
+    lm_head = embedding if config.tie_embeddings else take(LM_HEAD_KEY, shape, packable=True)
     return MambaWeights(embedding=embedding, layers=tuple(layers), norm_f=norm_f, lm_head=lm_head)
+
+
+def weight_bytes(gguf, packed):
+    """The bytes the weights of `gguf` (its tensor table is enough) take once loaded: a tensor the
+    loader keeps as the file holds it (F32 always; Q8_0 and F16 matrices when `packed`) its bytes
+    in the file, any other its numbers as float32."""
+    total = 0
+    for name, tensor in gguf.tensors.items():
+        numbers = math.prod(tensor.shape)
+        kind = tensor.ggml_type
+        kept = kind.name == "F32" or (packed and kind.name in PACKED and _packable(name))
+        total += numbers // kind.block_size * kind.type_size if kept else 4 * numbers
+    return total
+
+
+def _packable(name):
+    return name in (EMBEDDING_KEY, LM_HEAD_KEY) or name.split(".", 2)[-1] in PACKABLE_LAYER_KEYS
 
 
 def _expected_keys(config, architecture):

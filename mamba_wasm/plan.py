@@ -11,7 +11,7 @@ from .checkpoint import max_weight_bytes
 from .config import config_from_json
 from .errors import GGUFTruncatedError
 from .gguf import read_gguf
-from .gguf_checkpoint import config_from_gguf
+from .gguf_checkpoint import config_from_gguf, weight_bytes
 from .gguf_quants import SUPPORTED
 
 TOKENIZER_FILE = "tokenizer.json"  # beside config.json: the page fetches it with the weights
@@ -23,10 +23,11 @@ def describe_config(text, source="config.json"):
     return describe(config_from_json(text, source))
 
 
-def describe_gguf(prefix, source="model.gguf"):
+def describe_gguf(prefix, source="model.gguf", packed=False):
     """The first bytes of a .gguf file, through its tensor table (GGUFFile.data_start: 1-2 MB for a
-    50k vocabulary, most of it the tokenizer) -> describe(its config) and how its tensors are
-    stored. Raises GGUFError naming `source` when those bytes are not enough or not a file we read."""
+    50k vocabulary, most of it the tokenizer) -> describe(its config), how its tensors are stored,
+    and the bytes its weights will take in memory (loaded `packed` or not: gguf_checkpoint.py).
+    Raises GGUFError naming `source` when those bytes are not enough or not a file we read."""
     gguf = read_gguf(prefix, source, header_only=True)
     types = Counter(tensor.ggml_type.name for tensor in gguf.tensors.values())
     return {
@@ -35,15 +36,16 @@ def describe_gguf(prefix, source="model.gguf"):
         "tensor_types": dict(types),  # e.g. {"F32": 98, "Q8_0": 73}
         "unsupported_types": sorted(set(types) - set(SUPPORTED)),  # any: loading the file will fail
         "quantization": quantization(types),
+        "weight_bytes": weight_bytes(gguf, packed),
     }
 
 
-def describe_gguf_prefix(prefix, file_size, source="model.gguf"):
+def describe_gguf_prefix(prefix, file_size, source="model.gguf", packed=False):
     """describe_gguf of a file's first bytes, or None when they end before its tensor table does
     and the file has more (the page then reads a longer prefix). A prefix that is the whole file
     and still ends too soon is a truncated file: GGUFTruncatedError, like any corrupt header."""
     try:
-        return describe_gguf(prefix, source)
+        return describe_gguf(prefix, source, packed)
     except GGUFTruncatedError:
         if len(prefix) < file_size:
             return None

@@ -14,14 +14,16 @@ export function compileWasm(bytes) {
 // Until the returned function is called, Pyodide starts from `module` (compileWasm's promise): the
 // _createPyodideModule that pyodide.asm.js defined is wrapped to pass Emscripten an instantiateWasm
 // that instantiates it. A module that fails to compile or instantiate fails the start (Pyodide's own
-// hook only logs it, and the start would never end).
-export function instantiateWith(module) {
+// hook only logs it, and the start would never end). onMemory(memory) is handed the WebAssembly.Memory
+// Emscripten made and imports: the SIMD kernels (kernels.js) work on the same memory.
+export function instantiateWith(module, onMemory = () => {}) {
   const create = globalThis._createPyodideModule;
   if (typeof create !== "function") throw new Error("pyodide.asm.js is not loaded");
   globalThis._createPyodideModule = (settings) => {
     let fail;
     const failed = new Promise((_, reject) => { fail = reject; });
     settings.instantiateWasm = (imports, receive) => {
+      onMemory(imports.env.memory);
       module.then((m) => WebAssembly.instantiate(m, imports).then((instance) => receive(instance, m)))
         .catch((error) => fail(new Error(`pyodide.asm.wasm: ${error.message}`)));
       return {};  // the exports come later, through receive

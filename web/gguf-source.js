@@ -27,6 +27,10 @@ const DESCRIPTION_FIELDS = ["architecture", "n_params", "float32_bytes", "state_
 
 export const isGgufName = (name) => /\.gguf$/i.test(name);
 
+// Whether Q8_0 and F16 matrices stay as the file holds them (mamba_wasm/packed.py): when the SIMD
+// kernels multiply by them; NumPy alone would have to dequantize them at every token.
+const keepsPacked = (runtime) => runtime.projections === "wasm-simd128";
+
 // The .gguf file of `text` (a URL), normalised (no query; a Hugging Face blob/ page -> resolve/);
 // null when it names no .gguf file.
 export function ggufUrl(text) {
@@ -46,13 +50,13 @@ export function ggufUrl(text) {
 }
 
 // Python's describe_gguf_prefix: null when `prefix` ends too soon, else {description, quantization,
-// header_bytes, unsupported_types}. Raises the package's GGUFError (naming `source`) for a corrupt
-// header or a model the package does not read.
+// header_bytes, unsupported_types, weight_bytes}. Raises the package's GGUFError (naming `source`)
+// for a corrupt header or a model the package does not read.
 export function describeGgufPrefix(runtime, prefix, fileSize, source) {
   const describe = runtime.py.plan.describe_gguf_prefix;
   const view = runtime.pyodide.toPy(prefix);
   try {
-    const result = describe.callKwargs(view, fileSize, { source });
+    const result = describe.callKwargs(view, fileSize, { source, packed: keepsPacked(runtime) });
     if (result === undefined || result === null) return null;
     try {
       return result.toJs({ dict_converter: Object.fromEntries });
@@ -140,7 +144,7 @@ function finishPlan(plan, { info }, checkFits) {
   }
   const { size, ...rest } = plan;
   return { ...rest, files: [{ name: plan.name, size: size ?? 0 }], description, format: "gguf",
-    quantization: info.quantization, maxFileBytes, inHand: new Map() };
+    quantization: info.quantization, weight_bytes: info.weight_bytes, maxFileBytes, inHand: new Map() };
 }
 
 // ---- a .gguf file at a URL -----------------------------------------------------------------------
@@ -281,7 +285,7 @@ export function readGgufModel(runtime, name, fileName, byName) {
   let tokenizer = null;
   try {
     gguf = readGguf.callKwargs(view, { source: fileName });
-    model = loadGgufModel(gguf);
+    model = loadGgufModel.callKwargs(gguf, { packed: keepsPacked(runtime) });
     tokenizer = fromGguf(gguf);
   } catch (e) {
     if (model) model.destroy();

@@ -101,6 +101,8 @@ export async function load(state, msg, send, signal) {
   // After Python's start: what was left of the download (nothing when the start took longer).
   if (runtimeFiles.length || siteModel) lap(startsPython ? "download_rest_ms" : "download_ms");
   const { runtime } = state;
+  timings.projections = runtime.projections;  // which code multiplies: "wasm-simd128" (the SIMD kernels) or "numpy"
+  if (runtime.projectionsNote) timings.projections_note = runtime.projectionsNote;
 
   let name = msg.model.name;
   let plan = null;

@@ -283,7 +283,7 @@ export function planSummary(plan) {
   const { kind, name, base, files, download_bytes, saved, description } = plan;
   return { kind, name, base, files, download_bytes, saved, description,
     total_bytes: files.reduce((s, f) => s + f.size, 0),
-    ...(plan.format ? { format: plan.format, quantization: plan.quantization } : {}) };
+    ...(plan.format ? { format: plan.format, quantization: plan.quantization, weight_bytes: plan.weight_bytes } : {}) };
 }
 
 export function planProgressText(plan) {

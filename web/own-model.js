@@ -13,8 +13,11 @@ function describePlan(plan) {
   if (plan.kind === "files") fetching = `${formatBytes(plan.total_bytes)} to read from your files`;
   else if (plan.saved) fetching = `${formatBytes(plan.total_bytes)} saved in this browser, nothing to download`;
   if (plan.format === "gguf") {
-    return `${plan.name}: GGUF file, ${plan.quantization}, ${fetching}; ${params}, `
-      + `${formatBytes(d.float32_bytes)} in memory as float32 after dequantisation`;
+    const memory = plan.weight_bytes < d.float32_bytes
+      ? `${formatBytes(plan.weight_bytes)} in memory (its ${plan.quantization} matrices kept as they are; `
+        + `${formatBytes(d.float32_bytes)} as float32)`
+      : `${formatBytes(d.float32_bytes)} in memory as float32 after dequantisation`;
+    return `${plan.name}: GGUF file, ${plan.quantization}, ${fetching}; ${params}, ${memory}`;
   }
   return `${plan.name}: ${fetching} (${files}); ${params}, ${formatBytes(d.float32_bytes)} as float32`;
 }

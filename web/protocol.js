@@ -64,8 +64,9 @@ export const TO_PAGE = {
       kind: "string", name: "string", base: "string|null", files: "array", download_bytes: "number",
       total_bytes: "number", saved: "boolean", description: DESCRIPTION,
       // a llama.cpp .gguf file: format "gguf" and how its matrices are stored ("Q8_0", "F16",
-      // "Q4_K/Q6_K mix"); description.float32_bytes is its memory after dequantisation
-      format: "string?", quantization: "string?",
+      // "Q4_K/Q6_K mix"); weight_bytes what its weights take in memory as this worker loads them
+      // (Q8_0 and F16 matrices kept as they are for the SIMD kernels, others dequantized to float32)
+      format: "string?", quantization: "string?", weight_bytes: "number?",
     },
   },
   ready: {

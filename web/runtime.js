@@ -4,6 +4,7 @@
 
 import { openCache } from "./downloads.js";
 import { compileWasm, instantiateWith } from "./compiled-wasm.js";
+import { KERNELS_FILE, installKernels, kernelsWanted } from "./kernels.js";
 import { snapshotKey, startPython } from "./snapshot-start.js";
 
 // The files Python needs besides the package and NumPy's wheel (all listed in manifest.json).
@@ -12,7 +13,7 @@ const PYODIDE_FILES = ["pyodide/pyodide.mjs", "pyodide/pyodide.asm.js", "pyodide
 
 // Every manifest path the runtime is made of.
 export function runtimePaths(manifest) {
-  return [...PYODIDE_FILES, manifest.numpy, manifest.package];
+  return [...PYODIDE_FILES, manifest.numpy, manifest.package, KERNELS_FILE];
 }
 
 // Pyodide fetches its own files by URL. Answer those fetches (files: URL -> promise of the bytes)
@@ -55,14 +56,16 @@ float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 // normally (making that snapshot for the next visit). busy(phase, text) announces each phase as it
 // begins; lap(name) records its milliseconds. Returns the runtime: {pyodide, PythonError, py:
 // proxies of what the other modules call, kept for the worker's life, start: "snapshot" | "normal",
-// startNote: why no snapshot was used ("" when one was)}.
+// startNote: why no snapshot was used ("" when one was), projections: which code multiplies
+// ("wasm-simd128" or "numpy"), projectionsNote: why not the kernels ("" when they run)}.
 export async function startRuntime(manifest, fileOf, busy, lap) {
   const wasm = compileWasm(fileOf("pyodide/pyodide.asm.wasm"));
   const { loadPyodide } = await importBytes(await fileOf("pyodide/pyodide.mjs"));
   await importBytes(await fileOf("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
   busy("python", "Starting Python…");
   lap("runtime_js_ms");
-  const restoreCreate = instantiateWith(wasm);
+  let memory = null;
+  const restoreCreate = instantiateWith(wasm, (m) => { memory = m; });
   const served = new Map();
   for (const path of ["pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"]) {
     served.set(new URL(path, self.location.href).href, fileOf(path));
@@ -97,6 +100,7 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
   }
   started.saving.then(({ note }) => { if (note) console.warn(note); });
   const { pyodide } = started;
+  const kernels = await installKernels(pyodide, memory, fileOf(KERNELS_FILE), kernelsWanted(self.location));
   const mambaWasm = pyodide.pyimport("mamba_wasm");
   const plan = pyodide.pyimport("mamba_wasm.plan");
   const tokenizerClass = mambaWasm.Tokenizer;
@@ -114,7 +118,8 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
     builtins: pyodide.pyimport("builtins"),
     sys: pyodide.pyimport("sys"),
   };
-  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startNote: started.note };
+  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startNote: started.note,
+    projections: kernels.backend, projectionsNote: kernels.note };
 }
 
 // {file name: bytes} as a Python dict. Tensors become memoryviews: the one unavoidable copy, into

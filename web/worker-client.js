@@ -14,7 +14,10 @@ export class WorkerClient {
     this.dead = false;
     // The worker holds a Web Lock named after it for its whole life (worker.js, liveness).
     this.name = `mamba-wasm-worker-${Date.now()}-${Math.random().toString(36).slice(2)}`;
-    this.worker = new Worker(new URL(script, import.meta.url), { type: "module", name: this.name });
+    const url = new URL(script, import.meta.url);
+    const kernel = new URLSearchParams(location.search).get("kernel");  // ?kernel=0: no SIMD kernels (kernels.js)
+    if (kernel !== null) url.searchParams.set("kernel", kernel);
+    this.worker = new Worker(url, { type: "module", name: this.name });
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault();

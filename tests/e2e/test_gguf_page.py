@@ -20,6 +20,8 @@ import pytest
 import gguf_files
 from conftest import _OverlayHandler
 from mamba_wasm import Session, from_pretrained
+from mamba_wasm.gguf import read_gguf
+from mamba_wasm.gguf_checkpoint import weight_bytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "gguf"
@@ -127,9 +129,14 @@ def test_by_model_query_the_plan_from_byte_ranges_then_saved(new_site, mount, ti
     assert plan["format"] == "gguf" and plan["quantization"] == "Q8_0" and plan["name"] == Q8
     assert plan["download_bytes"] == len(data) and plan["files"] == [{"name": Q8, "size": len(data)}]
     assert plan["description"]["float32_bytes"] == 4 * model.n_params
+    # the SIMD kernels ran, so the Q8_0 matrices stay as the file holds them: the plan says so
+    assert json_attribute(site, "data-timings")["projections"] == "wasm-simd128"
+    packed_bytes = weight_bytes(read_gguf(data, Q8), packed=True)
+    assert plan["weight_bytes"] == packed_bytes < 4 * model.n_params
     text = plan_text(site)
     assert text.startswith(f"{Q8}: GGUF file, Q8_0, {format_bytes(site, len(data))} to download; "), text
-    assert f"{format_bytes(site, 4 * model.n_params)} in memory as float32 after dequantisation" in text, text
+    assert (f"{format_bytes(site, packed_bytes)} in memory (its Q8_0 matrices kept as they are; "
+            f"{format_bytes(site, 4 * model.n_params)} as float32)") in text, text
     assert ranges[0] == "bytes=0-65535", ranges  # the header first, by a Range request
     source = json_attribute(site, "data-model-source")
     assert source["kind"] == "url" and source["base"] == url and source["saved"], source
@@ -145,6 +152,24 @@ def test_by_model_query_the_plan_from_byte_ranges_then_saved(new_site, mount, ti
     assert "saved in this browser, nothing to download" in plan_text(site)
     site.page.wait_for_selector(f"[data-testid=cached-models] li[data-base='{url}']")
     assert generate_like_native(site, FIXTURES / Q8, "The cat sat", seed=3) == first
+
+
+@pytest.mark.parametrize("name", [Q8, "original_layout-F16.gguf"])
+def test_without_the_kernels_the_matrices_are_float32_and_the_text_the_same(new_site, mount, name):
+    """?kernel=0: NumPy multiplies, every matrix is dequantized at load (the plan says float32), and
+    the seeded text is still the native package's (as it is with the kernels, above and below)."""
+    data = fixture(name)
+    url = serve_file(mount, "gguf-nokernel", name, data)
+    site = recorded_site(new_site)
+    site.open("?kernel=0&model=" + urllib.parse.quote(url, safe=":/"))
+    assert site.state() == "ready", site.text("error")
+    timings = json_attribute(site, "data-timings")
+    assert timings["projections"] == "numpy" and "?kernel=0" in timings["projections_note"], timings
+    model, _ = from_pretrained(str(FIXTURES / name))
+    assert json_attribute(site, "data-model-plan")["weight_bytes"] == 4 * model.n_params
+    assert f"{format_bytes(site, 4 * model.n_params)} in memory as float32 after dequantisation" in plan_text(site)
+    generate_like_native(site, FIXTURES / name, "The cat sat", seed=3)
+    site.close()
 
 
 def test_url_box_k_quant_mix(gguf_site, mount):
