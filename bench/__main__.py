@@ -137,8 +137,9 @@ def peer_section(peer_results):
     return (f"### The peer: wllama {peer.wllama_version()} beside our page on the same .gguf files\n\n"
             "mamba-130m-shaped (random weights) converted by llama.cpp's convert_hf_to_gguf.py; "
             f"{peer_results['n_tokens']} tokens decoded greedily per file and engine, one after the other in one "
-            "Chromium run (bench/peer.py says how each figure is taken). Our page computes in float32 whatever "
-            "the file's type; wllama's 2 threads need a cross-origin isolated page (COOP/COEP headers), which "
+            "Chromium run (bench/peer.py says how each figure is taken). Our page multiplies with its SIMD kernels, "
+            "keeping Q8_0 and F16 matrices as the file holds them; with ?kernel=0 (the page before the kernels) it "
+            "dequantizes every matrix to float32 and NumPy multiplies; wllama's 2 threads need a cross-origin isolated page (COOP/COEP headers), which "
             "the bench's peer page has and our site does not need.\n\n"
             + peer.table(peer_results["results"], peer_results["sizes"]))
 
@@ -151,11 +152,12 @@ def plot_peer(peer_results):
 
     fig, axis = plt.subplots(figsize=(7, 4))
     types = list(peer_results["results"])
-    width = 0.27
-    for i, (column, label) in enumerate(zip(peer.ENGINE_COLUMNS, ("our page", "wllama, 1 thread", "wllama, 2 threads"))):
+    width = 0.2
+    labels = ("our page", "our page, ?kernel=0", "wllama, 1 thread", "wllama, 2 threads")
+    for i, (column, label) in enumerate(zip(peer.ENGINE_COLUMNS, labels)):
         values = [peer_results["results"][t].get(column, {}).get("decode_tok_s", 0) for t in types]
         axis.bar([j + i * width for j in range(len(types))], values, width, label=label)
-    axis.set_xticks([j + width for j in range(len(types))], [f"{t} .gguf" for t in types])
+    axis.set_xticks([j + 1.5 * width for j in range(len(types))], [f"{t} .gguf" for t in types])
     axis.set_ylabel(f"decode tokens/s ({peer_results['n_tokens']} tokens)")
     axis.set_title("mamba-130m-shaped, same files, same Chromium run")
     axis.legend()

@@ -8,8 +8,11 @@ with llama.cpp's own converter):
     and loaded, then 128 tokens decoded greedily, streamed;
   - our page (dist/, as users get it) opened on `?model=URL of the .gguf`, in a fresh browser
     context: Python starts, the file's header is read for the plan, the file is downloaded, saved
-    in the Cache API and dequantized to float32 (our compute is f32 whatever the file's type); then
-    the same number of tokens, greedily.
+    in the Cache API and loaded: Q8_0 and F16 matrices kept as the file holds them and multiplied by
+    the SIMD kernels (web/kernels/matmul.wat), F32 ones as they are; then the same number of tokens,
+    greedily;
+  - our page again with `?kernel=0` (the page before the kernels: every matrix dequantized to
+    float32 at load, NumPy's einsum multiplies), the before/after row.
 Decode speed is timed the same way for both, from the page's side: tokens after the first over
 the time from the first token's arrival to the last's. Memory is the peak RSS (VmHWM) of the tab's
 renderer process, which holds the page, its workers and their WebAssembly memories.
@@ -30,12 +33,12 @@ PROMPT = "The "
 THREADS = (1, 2)
 # Targets of issue 17: our page's decode over wllama's single thread, on the same file.
 TARGETS = {"Q8_0": 1.2, "F16": 1.5}
-ENGINE_COLUMNS = ("ours", "wllama_1", "wllama_2")
+ENGINE_COLUMNS = ("ours", "ours_numpy", "wllama_1", "wllama_2")
 NOTES = ("Decode: tokens after the first over the time since it, as each page receives them. Ready, cold: "
          "wllama fetching the file and its loadModel (its WebAssembly start included); our page from the load "
          "request to ready in a fresh profile (Python's start, the header read for the plan, the download, saving "
-         "it in the Cache API, dequantizing). Of which the file into a model: wllama's loadModel; our worker's "
-         "model phase (parse and dequantize to float32). Peak renderer RSS: VmHWM of the tab's renderer process, "
+         "it in the Cache API, loading). Of which the file into a model: wllama's loadModel; our worker's "
+         "model phase (parse; with ?kernel=0 dequantize to float32). Peak renderer RSS: VmHWM of the tab's renderer process, "
          "which holds the page, its workers and their WebAssembly memories.")
 
 
@@ -87,14 +90,16 @@ def ratio(ours, theirs):
 def table(results, sizes):
     """Markdown: one block of rows per file type, the ratios beside, then the targets' verdicts.
     results: {type: {column in ENGINE_COLUMNS: figures}}; sizes: {type: bytes}."""
-    rows = ["| file | figure | our page (f32 compute) | wllama, 1 thread | wllama, 2 threads (isolated) "
-            "| ours / wllama 1 thread | ours / wllama 2 threads |", "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| file | figure | our page (SIMD kernels) | our page, ?kernel=0 (NumPy, f32) | wllama, 1 thread "
+            "| wllama, 2 threads (isolated) | ours / wllama 1 thread | ours / wllama 2 threads | kernels / ?kernel=0 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for type_name, by_engine in results.items():
         label = f"{type_name} ({sizes[type_name] / 1e6:,.0f} MB)"
 
         def row(figure, pick, digits=1, ratios=True):
             values = [pick(by_engine[c]) if c in by_engine else None for c in ENGINE_COLUMNS]
-            shown = [ratio(values[0], values[1]), ratio(values[0], values[2])] if ratios else ["", ""]
+            shown = [ratio(values[0], values[2]), ratio(values[0], values[3]), ratio(values[0], values[1])] \
+                if ratios else ["", "", ""]
             rows.append(f"| {label} | {figure} | " + " | ".join(fmt(v, digits) for v in values) + " | " + " | ".join(shown) + " |")
 
         row("decode tok/s", lambda f: f["decode_tok_s"])
@@ -187,12 +192,16 @@ def run_wllama(browser_, site, name, n_threads, n_tokens, banned):
     return figures
 
 
-def run_ours(browser_, site, url, n_tokens):
+def run_ours(browser_, site, url, n_tokens, kernels=True):
     context = browser_.new_context()
     memory = RendererMemory()
     memory.begin()
     tab = browser.Tab(context, site.url)
-    ready = tab.open(urllib.parse.quote(url, safe=":/"))
+    ready = tab.open(urllib.parse.quote(url, safe=":/") + ("" if kernels else "&kernel=0"))
+    want = "wasm-simd128" if kernels else "numpy"
+    if ready["phases_ms"].get("projections") != want:
+        raise RuntimeError(f"{url}: the page's projections ran on {ready['phases_ms'].get('projections')}, not {want}: "
+                           f"{ready['phases_ms'].get('projections_note')}")
     figures = ours_figures(tab.generate(PROMPT, n_tokens), ready)
     figures["renderer_peak_mb"] = memory.peak_mb()
     context.close()
@@ -224,8 +233,10 @@ def run(n_tokens, log, type_names=tuple(TYPES)):
                     log(f"wllama, {path.name}: load, {n_tokens} tokens at {n_threads} thread(s)")
                     results[type_name][f"wllama_{n_threads}"] = run_wllama(chromium, peer_site, path.name, n_threads,
                                                                            n_tokens, banned)
-                log(f"our page, {path.name}: cold load (Python starts), {n_tokens} tokens")
-                results[type_name]["ours"] = run_ours(chromium, site, f"{site.url}models/gguf/{path.name}", n_tokens)
+                for column, kernels in (("ours", True), ("ours_numpy", False)):
+                    log(f"our page{'' if kernels else ' ?kernel=0'}, {path.name}: cold load (Python starts), {n_tokens} tokens")
+                    results[type_name][column] = run_ours(chromium, site, f"{site.url}models/gguf/{path.name}", n_tokens,
+                                                          kernels)
             chromium.close()
     finally:
         site.close()

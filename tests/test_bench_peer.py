@@ -61,13 +61,13 @@ def test_the_table_puts_the_ratios_beside_and_says_whether_each_target_is_met():
     def engine(tok_s):
         return {"decode_tok_s": tok_s, "ready_s": 2.0, "read_s": 1.0, "renderer_peak_mb": 500.0}
 
-    results = {"F32": {"ours": engine(20.0), "wllama_1": engine(40.0), "wllama_2": engine(50.0)},
+    results = {"F32": {"ours": engine(20.0), "ours_numpy": engine(16.0), "wllama_1": engine(40.0), "wllama_2": engine(50.0)},
                "F16": {"ours": engine(20.0), "wllama_1": engine(10.0)},
-               "Q8_0": {"ours": engine(20.0), "wllama_1": engine(18.0), "wllama_2": engine(25.0)}}
+               "Q8_0": {"ours": engine(20.0), "ours_numpy": engine(10.0), "wllama_1": engine(18.0), "wllama_2": engine(25.0)}}
     text = peer.table(results, {"F32": 518e6, "F16": 262e6, "Q8_0": 143e6})
-    assert "| F32 (518 MB) | decode tok/s | 20.0 | 40.0 | 50.0 | 0.50x | 0.40x |" in text
-    assert "| F16 (262 MB) | decode tok/s | 20.0 | 10.0 | — | 2.00x | — |" in text  # a column that did not run
-    assert "| Q8_0 (143 MB) | peak renderer RSS (MB) | 500 | 500 | 500 |  |  |" in text
+    assert "| F32 (518 MB) | decode tok/s | 20.0 | 16.0 | 40.0 | 50.0 | 0.50x | 0.40x | 1.25x |" in text
+    assert "| F16 (262 MB) | decode tok/s | 20.0 | — | 10.0 | — | 2.00x | — | — |" in text  # columns that did not run
+    assert "| Q8_0 (143 MB) | peak renderer RSS (MB) | 500 | 500 | 500 | 500 |  |  |  |" in text
     assert "Q8_0: our decode / wllama's single thread = 1.11x (target ≥ 1.2x: NOT met)" in text
     assert "F16: our decode / wllama's single thread = 2.00x (target ≥ 1.5x: met)" in text
 
