@@ -61,49 +61,61 @@ class _Scratch:
         return self.array[:n]
 
 
+class _KnownWeight:
+    """What a call needs of a weight, found once: the kernel for its type and its data's address."""
+
+    __slots__ = ("ref", "kernel", "address", "out", "n_in")
+
+    def __init__(self, ref, kernel, address, shape):
+        self.ref = ref  # weak reference to the weight: its id may be another array's once it is gone
+        self.kernel = kernel
+        self.address = address
+        self.out, self.n_in = shape
+
+
 class WasmKernels:
     def __init__(self, exports):
         self._kernel = {Q8Matrix: exports.matmul_q8, F16Matrix: exports.matmul_f16, np.ndarray: exports.matmul_f32}
         self._x = _Scratch()
         self._y = _Scratch()
-        self._weights = {}  # id(weight) -> (weak reference to it, kernel, its data's address)
+        self._weights = {}  # id(weight) -> _KnownWeight
 
     def project(self, x, weight):
-        entry = self._weights.get(id(weight))
-        if entry is None or entry[0]() is not weight:
-            entry = self._remember(weight)
-            if entry is None:
+        known = self._weights.get(id(weight))
+        if known is None or known.ref() is not weight:
+            known = self._remember(weight)
+            if known is None:
                 return None
-        _, kernel, address = entry
-        out, n_in = weight.shape
+        out, n_in = known.out, known.n_in
         if x.shape[-1] != n_in:
             return None  # NumPy's own message names the mismatch
         l = x.size // n_in
         np.copyto(self._x.take(x.size).reshape(x.shape), x)  # (..., in) float32, contiguous
         y = self._y.take(l * out)  # (l * out,)
-        kernel(address, self._x.address, self._y.address, out, n_in, l)
+        known.kernel(known.address, self._x.address, self._y.address, out, n_in, l)
         return y.reshape(x.shape[:-1] + (out,)).copy()  # (..., out): the scratch is reused
 
     def _remember(self, weight):
-        """The entry of a weight a kernel takes, or None (a float32 weight that is not C-contiguous
-        2-D float32: the sharded loaders make theirs contiguous, so none is expected)."""
+        """The _KnownWeight of a weight a kernel takes, or None (a float32 weight that is not
+        C-contiguous 2-D float32: the sharded loaders make theirs contiguous, so none is expected)."""
         kind = type(weight)
         if kind is Q8Matrix:
             data = weight.blocks
         elif kind is F16Matrix:
             data = weight.half
-        elif kind is np.ndarray and weight.dtype == np.float32 and weight.ndim == 2 and weight.flags.c_contiguous:
+        elif kind is np.ndarray and weight.dtype == np.float32 and weight.ndim == 2:
             data = weight
         else:
             return None
         if not data.flags.c_contiguous:
             return None
         key = id(weight)
-        entry = (weakref.ref(weight, lambda ref: self._forget(key, ref)), self._kernel[kind], _address(data))
-        self._weights[key] = entry
-        return entry
+        known = _KnownWeight(weakref.ref(weight, lambda ref: self._forget(key, ref)), self._kernel[kind],
+                             _address(data), weight.shape)
+        self._weights[key] = known
+        return known
 
     def _forget(self, key, ref):
-        entry = self._weights.get(key)
-        if entry is not None and entry[0] is ref:
+        known = self._weights.get(key)
+        if known is not None and known.ref is ref:
             del self._weights[key]
