@@ -192,7 +192,8 @@ def config_from_gguf(gguf):
 
 def load_gguf_weights(gguf, config, packed=False):
     """Read, check and dequantize every tensor the config implies into MambaWeights; with `packed`,
-    the matrices that are Q8_0 or F16 (PACKABLE) stay in that form, views of the file's bytes."""
+    the matrices that are Q8_0 or F16 (the embedding, lm_head and PACKABLE_LAYER_KEYS) stay in that
+    form, views of the file's bytes."""
     source, tensors = gguf.source, gguf.tensors
     if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
         raise GGUFError(f"{source}: the metadata says {config.n_layer} layers, but the file holds only {len(tensors)} tensors")
