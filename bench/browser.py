@@ -147,7 +147,12 @@ class Tab:
 
     def wait_for_snapshot(self):
         """The first visit stores Python's snapshot in the background: wait until it is there."""
-        self.page.wait_for_function(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)", timeout=READY_TIMEOUT_S * 1000)
+        # Polled here: wait_for_function takes the promise itself for a true value.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.page.evaluate(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the snapshot was not saved")
+            time.sleep(0.1)
 
     def block_built_snapshot(self):
         """The site's own snapshot (made at build time) answers 404 in this tab's context: Python

@@ -28,7 +28,7 @@ def start_of(site):
 
 def wait_until_saved(site):
     """The snapshot is stored in the background after ready: wait for its Cache API entry."""
-    site.page.wait_for_function(f"{SNAPSHOT_KEYS}.then((keys) => keys.length === 1)", timeout=120_000)
+    site.wait_until(f"{SNAPSHOT_KEYS}.then((keys) => keys.length === 1)")
 
 
 @pytest.fixture
