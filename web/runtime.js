@@ -77,7 +77,7 @@ float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 // busy(phase, text) announces each phase as it begins; lap(name) records its milliseconds. Returns
 // the runtime: {pyodide, PythonError, py: proxies of what the other modules call, kept for the
 // worker's life, start: "snapshot" | "normal", startSource: "saved" | "built" (which snapshot) or "",
-// startNote: why no snapshot was used ("" when one was)}.
+// startNote: why a snapshot was not used (each tried, or that none was saved; "" when the first was)}.
 export async function startRuntime(manifest, fileOf, busy, lap) {
   const wasm = compileWasm(fileOf("pyodide/pyodide.asm.wasm"));
   const hashes = {};
