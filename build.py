@@ -19,6 +19,8 @@ dist/ is a self-contained static site that makes no request outside its own orig
     py/mamba_wasm-VERSION-py3-none-any.whl    the package as real .py files in a pure-Python wheel
                                               (with their CPython 3.12 bytecode, made by Pyodide)
     kernels/NAME.wasm                         web/kernels/NAME.wat assembled (SIMD projections)
+    py/built-snapshot.bin.gz                  Python's memory with NumPy and the package imported,
+                                              made by Pyodide under Node: a first visit restores it
     models/index.json, models/NAME/...        the checkpoints listed in models/index.json
     manifest.json                             sha256 and size of every other file; the worker keys
                                               its Cache API entries by these hashes
@@ -56,6 +58,8 @@ WHEEL_CACHE = CACHE / "wheels"
 STAMPS = CACHE / "build"
 BYTECODE_CACHE = CACHE / "bytecode"
 KERNEL_CACHE = CACHE / "kernels"
+SNAPSHOT_CACHE = CACHE / "snapshot"
+SNAPSHOT_FILE = "py/built-snapshot.bin.gz"  # the site's memory snapshot (scripts/make_snapshot.mjs)
 SITE_PACKAGES = "/lib/python3.12/site-packages"  # where the worker unpacks the wheel (snapshot-start.js)
 
 PYODIDE_VERSION = "0.27.7"
@@ -83,6 +87,7 @@ MIME_TYPES = {
     ".svg": "image/svg+xml",
     ".zip": "application/zip",
     ".whl": "application/zip",
+    ".gz": "application/gzip",
     ".safetensors": "application/octet-stream",
     ".map": "application/json",
     ".md": "text/plain; charset=utf-8",
@@ -269,6 +274,44 @@ def package_version():
     return "0.0.0"
 
 
+def find_node():
+    ensure_node_modules()
+    node = shutil.which("node")
+    if node is None:
+        raise BuildError("node was not found on PATH. Install Node.js 20 (Debian: apt-get install -y nodejs), "
+                         "then run this again.")
+    return node
+
+
+def built_snapshot(numpy_wheel, package_wheel):
+    """The gzipped memory snapshot of Python with NumPy and the package imported, made by Pyodide
+    under Node (scripts/make_snapshot.mjs) in the format a visit saves (web/snapshot-start.js): a
+    first visit restores it instead of starting Python. Kept in .cache/snapshot/ under its inputs'
+    hash (the runtime, both wheels, the scripts that make and read it)."""
+    digest = hashlib.sha256(PYODIDE_VERSION.encode())
+    inputs = [PYODIDE_DIR / name for name in PYODIDE_FILES] + [
+        numpy_wheel, ROOT / "scripts" / "make_snapshot.mjs", ROOT / "web" / "snapshot-start.js",
+        ROOT / "web" / "runtime.js"]
+    for path in inputs:
+        digest.update(pathlib.Path(path).read_bytes())
+    digest.update(package_wheel)
+    cached = SNAPSHOT_CACHE / f"{digest.hexdigest()}.gz"
+    if not cached.is_file():
+        node = find_node()
+        SNAPSHOT_CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel = pathlib.Path(tmp) / "package.whl"
+            wheel.write_bytes(package_wheel)
+            out = pathlib.Path(tmp) / "snapshot.gz"
+            result = subprocess.run([node, "--no-warnings", str(ROOT / "scripts" / "make_snapshot.mjs"),
+                                     str(PYODIDE_DIR), str(numpy_wheel), str(wheel), str(out)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(f"making Python's snapshot failed:\n{result.stderr[-2000:]}")
+            os.replace(out, cached)
+    return cached.read_bytes()
+
+
 def package_bytecode(files):
     """[(wheel path, bytes)] of the .pyc files of the package's modules `files` ([(wheel path, source
     bytes)]), compiled by Pyodide's own Python under Node (scripts/compile_bytecode.mjs): importing
@@ -279,8 +322,7 @@ def package_bytecode(files):
         digest.update(f"{path}\0{len(data)}\0".encode() + data)
     cached = BYTECODE_CACHE / digest.hexdigest()
     if not cached.is_dir():
-        ensure_node_modules()
-        node = node_path()
+        node = find_node()
         with tempfile.TemporaryDirectory() as tmp:
             for path, data in files:
                 (pathlib.Path(tmp) / path).parent.mkdir(parents=True, exist_ok=True)
@@ -300,19 +342,11 @@ def package_bytecode(files):
     return sorted((p.relative_to(cached).as_posix(), p.read_bytes()) for p in cached.rglob("*.pyc"))
 
 
-def node_path():
-    node = shutil.which("node")
-    if node is None:
-        raise BuildError("node was not found on PATH. Install Node.js 20 (Debian: apt-get install -y nodejs), "
-                         "then run this again.")
-    return node
-
-
 def assembled_kernels():
     """[(dist path, bytes)]: each web/kernels/NAME.wat assembled to kernels/NAME.wasm by the npm dev
     dependency wabt (scripts/assemble_kernels.mjs). Kept in .cache/kernels/ under the hash of the
     source and of wabt's version: Node runs only when one changes."""
-    ensure_node_modules()
+    node = find_node()
     wabt = json.loads((ROOT / "node_modules" / "wabt" / "package.json").read_text())["version"]
     assembled = []
     for source in sorted((ROOT / "web" / "kernels").glob("*.wat")):
@@ -321,7 +355,7 @@ def assembled_kernels():
         if not cached.is_file():
             KERNEL_CACHE.mkdir(parents=True, exist_ok=True)
             staged = cached.with_suffix(".partial")
-            result = subprocess.run([node_path(), str(ROOT / "scripts" / "assemble_kernels.mjs"), str(source),
+            result = subprocess.run([node, str(ROOT / "scripts" / "assemble_kernels.mjs"), str(source),
                                      str(staged)], capture_output=True, text=True)
             if result.returncode != 0:
                 raise BuildError(f"assembling {source.relative_to(ROOT)} failed:\n{result.stderr[-2000:]}")
@@ -422,6 +456,7 @@ def build(quiet=False):
     plan[f"pyodide/{numpy_wheel.name}"] = numpy_wheel
     wheel_name, wheel_bytes = build_package_wheel()
     plan[f"py/{wheel_name}"] = wheel_bytes
+    plan[SNAPSHOT_FILE] = built_snapshot(numpy_wheel, wheel_bytes)
     for rel, data in assembled_kernels():
         plan[rel] = data
     index = read_model_index()
@@ -456,6 +491,12 @@ def build(quiet=False):
         "files": {rel: {"sha256": hashed_file(DIST / rel), "size": (DIST / rel).stat().st_size}
                   for rel in sorted(plan)},
     }
+    # The files the site's snapshot was made from, named as web/runtime.js names them: a manifest that
+    # lists other ones (an edited site) never restores it.
+    made_from = {"asm": "pyodide/pyodide.asm.js", "wasm": "pyodide/pyodide.asm.wasm",
+                 "stdlib": "pyodide/python_stdlib.zip", "numpy": manifest["numpy"], "package": manifest["package"]}
+    manifest["snapshot"] = {"file": SNAPSHOT_FILE,
+                            "made_from": {name: manifest["files"][rel]["sha256"] for name, rel in made_from.items()}}
     changed += write_if_changed(DIST / "manifest.json",
                                 (json.dumps(manifest, indent=1) + "\n").encode())
     if not quiet:

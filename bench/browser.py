@@ -23,6 +23,7 @@ READY_TIMEOUT_S = 600
 # The worker the snapshot tests drive; here it runs Pyodide's own bare start, the yardstick.
 STARTUP_PAGE = ROOT / "tests" / "e2e" / "snapshot_page"
 STARTUP_PREFIX = "startup"
+BUILT_SNAPSHOT = "**/py/built-snapshot.bin.gz"
 SNAPSHOT_KEYS = """caches.open('mamba-wasm-v1').then((c) => c.keys())
     .then((keys) => keys.filter((r) => r.url.includes('python-snapshot')))"""
 
@@ -118,6 +119,12 @@ class BenchSite:
         self.httpd.server_close()
 
 
+def start_taken(timings):
+    """Which start the worker took: "normal", "snapshot (saved)" or "snapshot (built)"."""
+    start = timings.get("start")
+    return f"{start} ({timings['snapshot']})" if timings.get("snapshot") else start
+
+
 class Tab:
     """One page of the site with the worker's messages recorded."""
 
@@ -136,11 +143,21 @@ class Tab:
         ready = self.wait_for("ready")
         # page_s: from the navigation's start to the ready message, on the page's own clock
         return {"wall_s": time.monotonic() - began, "page_s": ready["at"] / 1000, "worker_ms": ready["elapsed_ms"],
-                "phases_ms": ready["timings"], "start": ready["timings"].get("start")}
+                "phases_ms": ready["timings"], "start": start_taken(ready["timings"])}
 
     def wait_for_snapshot(self):
         """The first visit stores Python's snapshot in the background: wait until it is there."""
-        self.page.wait_for_function(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)", timeout=READY_TIMEOUT_S * 1000)
+        # Polled here: wait_for_function takes the promise itself for a true value.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.page.evaluate(f"{SNAPSHOT_KEYS}.then((keys) => keys.length > 0)"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the snapshot was not saved")
+            time.sleep(0.1)
+
+    def block_built_snapshot(self):
+        """The site's own snapshot (made at build time) answers 404 in this tab's context: Python
+        starts normally unless a snapshot was saved (the start before that snapshot existed)."""
+        self.page.context.route(BUILT_SNAPSHOT, lambda route: route.fulfill(status=404, body="blocked"))
 
     def forget_snapshot(self):
         self.page.evaluate(SNAPSHOT_KEYS + ".then(async (keys) => { const c = await caches.open('mamba-wasm-v1');"

@@ -4,10 +4,14 @@ run on the same dist/ files:
 - bare: Pyodide's own `loadPyodide()` + `loadPackage("numpy")` + `import numpy` in a module worker
   (warm: the second of two starts, its wasm compiled code cached by Chromium), the yardstick of
   issue 13; "bare, first start": the first of those two (empty caches, as on a first visit),
-- cold: a first visit (empty Cache API; the page downloads, starts Python normally, saves the
-  snapshot, loads the demo model),
-- warm, snapshot: a repeat visit (files from the Cache API, Python from the snapshot),
-- warm, normal: a repeat visit with the snapshot deleted (files from the Cache API).
+- cold: a first visit (empty Cache API; the page downloads, restores Python from the site's own
+  snapshot made at build time, saves it, loads the demo model),
+- cold, normal start: a first visit with the site's snapshot answering 404 (the page starts Python
+  normally, imports NumPy and the package, saves the snapshot: the first visit before the site had
+  one),
+- warm, snapshot: a repeat visit (files from the Cache API, Python from the saved snapshot),
+- warm, normal: a repeat visit with the saved snapshot deleted and the site's still answering 404
+  (files from the Cache API).
 
 Two clocks: "time to ready" is the bare start as its worker times it (the start alone) against the
 page from Playwright's goto() to ready; "in the browser" is the bare start from the page's `new
@@ -16,8 +20,8 @@ without Playwright's round trips; the page's also has loading the page and its s
 
     python -m bench.startup [--runs N]
 
-Medians of N runs, interleaved (bare, cold, warm snapshot, warm normal; again): each cold run in a
-new browser context, the warm ones reload the same tab.
+Medians of N runs, interleaved (bare, cold, cold normal, warm snapshot, warm normal; again): each
+cold run in a new browser context, the warm ones reload the same tab.
 """
 
 import argparse
@@ -37,7 +41,8 @@ def run(n_runs):
     build.build(quiet=True)
     site = browser.BenchSite(build, {})
     model = default_model_dir().name
-    results = {"bare": [], "bare, first start": [], "cold": [], "warm, snapshot": [], "warm, normal": []}
+    results = {"bare": [], "bare, first start": [], "cold": [], "cold, normal start": [], "warm, snapshot": [],
+               "warm, normal": []}
     try:
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
@@ -46,8 +51,12 @@ def run(n_runs):
                 results["bare, first start"].append(bare.pop("first"))
                 results["bare"].append(bare)
                 context = chromium.new_context()  # a first visit: empty HTTP cache and Cache API
+                results["cold"].append(browser.Tab(context, site.url).open(model))
+                context.close()
+                context = chromium.new_context()
                 tab = browser.Tab(context, site.url)
-                results["cold"].append(tab.open(model))
+                tab.block_built_snapshot()
+                results["cold, normal start"].append(tab.open(model))
                 tab.wait_for_snapshot()
                 results["warm, snapshot"].append(tab.open(model))
                 tab.forget_snapshot()

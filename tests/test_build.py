@@ -5,6 +5,7 @@ are never touched; the NumPy wheel is copied from the real cache (the e2e fixtur
 build fetched it) or, failing that, fetched once by the normal sources.
 """
 
+import gzip
 import hashlib
 import io
 import json
@@ -142,6 +143,12 @@ def test_dist_manifest_lists_every_file_and_a_rebuild_changes_nothing(sandbox, m
     for model in index["models"]:
         for file in model["files"]:
             assert f"models/{model['path']}/{file}" in manifest["files"]
+    snapshot = manifest["snapshot"]  # the site's Python snapshot names the files it was made from
+    assert snapshot["file"] in manifest["files"]
+    assert snapshot["made_from"] == {
+        name: manifest["files"][rel]["sha256"] for name, rel in [
+            ("asm", "pyodide/pyodide.asm.js"), ("wasm", "pyodide/pyodide.asm.wasm"),
+            ("stdlib", "pyodide/python_stdlib.zip"), ("numpy", f"pyodide/{name}"), ("package", manifest["package"])]}
 
     mtimes = {p: p.stat().st_mtime_ns for p in build.DIST.rglob("*") if p.is_file()}
     assert build.build(quiet=True) == manifest
@@ -152,6 +159,21 @@ def test_dist_manifest_lists_every_file_and_a_rebuild_changes_nothing(sandbox, m
     stale.write_bytes(b"from an earlier build")
     build.build(quiet=True)
     assert not stale.parent.exists(), "files no longer planned must leave dist/"
+
+
+def test_built_snapshot_is_an_entry_of_python_with_numpys_libraries_and_both_wheels():
+    """The format web/snapshot-start.js reads: magic, header length, sha256 of the rest; a header
+    naming NumPy's loaded libraries (with their bases) and the installed files of both wheels."""
+    manifest = build.build(quiet=True)
+    entry = gzip.decompress((build.DIST / manifest["snapshot"]["file"]).read_bytes())
+    assert entry[:4] == b"MWS1"
+    assert hashlib.sha256(entry[40:]).digest() == entry[8:40]
+    header = json.loads(entry[40:40 + int.from_bytes(entry[4:8], "little")])
+    assert any("_multiarray_umath" in lib["path"] for lib in header["libs"])
+    assert all(lib["tableBase"] >= header["table"]["start"] for lib in header["libs"])
+    paths = {f["path"] for f in header["files"]}
+    assert f"{build.SITE_PACKAGES}/mamba_wasm/__init__.py" in paths
+    assert f"{build.SITE_PACKAGES}/numpy/__init__.py" in paths
 
 
 def test_server_sends_wasm_as_application_wasm(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import {
 import facts from "./facts.js";
 import { ShardedLoadedModel, readShardedModel, splittable } from "./shard-leader.js";
 import { describeGgufPrefix, isGgufName, readGgufModel } from "./gguf-source.js";
-import { describeConfig, describeError, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
+import { describeConfig, describeError, runtimeFiles, startRuntime, toPythonFiles } from "./runtime.js";
 
 // What the worker holds between requests: the manifest, the runtime once Python started, the model.
 export class WorkerState {
@@ -61,22 +61,31 @@ export async function load(state, msg, send, signal) {
   // download: the runtime (first load only) and a site model's files, under one byte count. A
   // site model's file the manifest does not list (an edited models/index.json) is fetched unverified.
   // Python starts as soon as its own files are there, while the rest still downloads: the byte count
-  // then goes on under the phase that runs (progress below).
-  const runtimeFiles = state.runtime === null ? runtimePaths(manifest) : [];
+  // then goes on under the phase that runs (progress below). The runtime's files the start asks for
+  // later (runtimeFiles) join the count then.
+  const startsPython = state.runtime === null;
   const listed = siteUrls.map((url) => manifestPath(manifest, url));
-  const runtimeBytes = new Map();  // manifest path -> promise of its verified bytes
+  const runtimeBytes = [];  // promises of the runtime's files asked for so far
   const siteBytes = new Map();
   let downloads = Promise.resolve();
-  if (runtimeFiles.length || siteModel) {
-    const total = [...runtimeFiles, ...listed].reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
-    const text = state.runtime === null
+  let fileOf = null;
+  if (startsPython || siteModel) {
+    const total = listed.reduce((sum, path) => sum + (path ? manifest.files[path].size : 0), 0);
+    const text = startsPython
       ? `Downloading Python, NumPy${siteModel ? " and the model" : ""}…`
       : `Downloading ${msg.model.name}…`;
     const count = counter("download", text, total);
+    if (startsPython) {
+      fileOf = runtimeFiles((path) => {
+        count.addTotal(manifest.files[path].size);
+        const bytes = fetchVerified(manifest, path, count, signal);
+        runtimeBytes.push(bytes);
+        return bytes;
+      });
+    }
     count(0);
-    for (const path of runtimeFiles) runtimeBytes.set(path, fetchVerified(manifest, path, count, signal));
     downloads = Promise.all([
-      ...runtimeBytes.values(),
+      ...runtimeBytes,
       ...siteUrls.map(async (url, i) => siteBytes.set(msg.model.files[i], listed[i]
         ? await fetchVerified(manifest, listed[i], count, signal)
         : await download(url, url, 0, count, signal))),
@@ -84,22 +93,21 @@ export async function load(state, msg, send, signal) {
     // A failure is reported below, once Python's start (which may be using the other files) ended.
     downloads.catch(() => {});
   }
-  const startsPython = state.runtime === null;
   if (startsPython) {
     try {
-      state.runtime = await startRuntime(manifest, (path) => runtimeBytes.get(path), busy, lap);
+      state.runtime = await startRuntime(manifest, fileOf, busy, lap);
     } catch (error) {
       await downloads;  // a failed download is the cause to report, not what it did to the start
       throw error;
     }
     span("python", began.python);
     timings.start = state.runtime.start;  // which start Python took: "snapshot" or "normal"
+    if (state.runtime.startSource) timings.snapshot = state.runtime.startSource;  // "saved" or "built"
     if (state.runtime.startNote) timings.start_note = state.runtime.startNote;
   }
-  runtimeBytes.clear();
   await downloads;
   // After Python's start: what was left of the download (nothing when the start took longer).
-  if (runtimeFiles.length || siteModel) lap(startsPython ? "download_rest_ms" : "download_ms");
+  if (startsPython || siteModel) lap(startsPython ? "download_rest_ms" : "download_ms");
   const { runtime } = state;
   timings.projections = runtime.projections;  // which code multiplies: "wasm-simd128" (the SIMD kernels) or "numpy"
   if (runtime.projectionsNote) timings.projections_note = runtime.projectionsNote;

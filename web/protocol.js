@@ -76,8 +76,9 @@ export const TO_PAGE = {
       note: "string?" },
     elapsed_ms: "number",
     // {phase name: milliseconds}; on the load that started Python also start: "snapshot" |
-    // "normal" and start_note: why no snapshot was used; spans: {phase: [start, end] ms from the
-    // request's start} of the phases that overlap (download, python)
+    // "normal", snapshot: "saved" | "built" (which one was restored) and start_note: why a snapshot
+    // was not used; spans: {phase: [start, end] ms from the request's start} of the phases that
+    // overlap (download, python)
     timings: "object",
   },
   started: { id: ID, n_prompt: "number", prefill_ms: "number", prompt_state_reused: "boolean",

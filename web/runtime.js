@@ -7,13 +7,29 @@ import { compileWasm, instantiateWith } from "./compiled-wasm.js";
 import { KERNELS_FILE, installKernels, kernelsWanted } from "./kernels.js";
 import { snapshotKey, startPython } from "./snapshot-start.js";
 
-// The files Python needs besides the package and NumPy's wheel (all listed in manifest.json).
+// The files every start of Python needs (all listed in manifest.json). The others are asked for by
+// the start that needs them: the site's built snapshot (manifest.snapshot) when none is saved here,
+// the wheels (manifest.numpy, manifest.package) on a normal start.
 const PYODIDE_FILES = ["pyodide/pyodide.mjs", "pyodide/pyodide.asm.js", "pyodide/pyodide.asm.wasm",
   "pyodide/python_stdlib.zip", "pyodide/pyodide-lock.json"];
 
-// Every manifest path the runtime is made of.
-export function runtimePaths(manifest) {
-  return [...PYODIDE_FILES, manifest.numpy, manifest.package, KERNELS_FILE];
+// What the worker imports before ready, and what a snapshot holds (scripts/make_snapshot.mjs too).
+export const PACKAGE_IMPORTS = "import numpy, mamba_wasm, mamba_wasm.plan";
+
+// startRuntime's fileOf: fetchFile(path) (a promise of the verified bytes) once per manifest path,
+// at once for the files every start needs, on the start's first ask for the others.
+export function runtimeFiles(fetchFile) {
+  const files = new Map();
+  const fileOf = (path) => {
+    if (!files.has(path)) {
+      const bytes = fetchFile(path);
+      bytes.catch(() => {});  // reported by the start that awaits it
+      files.set(path, bytes);
+    }
+    return files.get(path);
+  };
+  for (const path of [...PYODIDE_FILES, KERNELS_FILE]) fileOf(path);
+  return fileOf;
 }
 
 // Pyodide fetches its own files by URL. Answer those fetches (files: URL -> promise of the bytes)
@@ -44,22 +60,39 @@ async function importBytes(bytes) {  // a module we hold as verified bytes
 const SNAPSHOT_INPUTS = { asm: "pyodide/pyodide.asm.js", wasm: "pyodide/pyodide.asm.wasm",
   stdlib: "pyodide/python_stdlib.zip" };
 
+// Whether the site's snapshot was made from these files ({name: sha256}).
+function madeFrom(snapshot, hashes) {
+  return Boolean(snapshot) && Object.entries(hashes).every(([name, sha]) => snapshot.made_from[name] === sha);
+}
+
 // What a restored heap must answer before it is trusted: NumPy's libraries really called.
 const SNAPSHOT_CHECK = `import numpy, mamba_wasm
 float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 
-// Start Python from `fileOf(path)` (manifest path of runtimePaths -> promise of its verified bytes):
+// Start Python from `fileOf(path)` (runtimeFiles: manifest path -> promise of its verified bytes):
 // it begins as soon as Pyodide's loader is there, while the other files still download (their
 // promises are awaited only where needed: the wheels not at all on a restore), and pyodide.asm.wasm
 // is compiled the moment its bytes are verified, beside the rest (compiled-wasm.js). From the memory
-// snapshot of an earlier visit when there is a good one for these files (snapshot-start.js), else
-// normally (making that snapshot for the next visit). busy(phase, text) announces each phase as it
-// begins; lap(name) records its milliseconds. Returns the runtime: {pyodide, PythonError, py:
-// proxies of what the other modules call, kept for the worker's life, start: "snapshot" | "normal",
-// startNote: why no snapshot was used ("" when one was), projections: which code multiplies
-// ("wasm-simd128" or "numpy"), projectionsNote: why not the kernels ("" when they run)}.
+// snapshot of an earlier visit when there is a good one for these files, else from the site's own
+// (made at build time), else normally, making the snapshot for the next visit (snapshot-start.js).
+// busy(phase, text) announces each phase as it begins; lap(name) records its milliseconds. Returns
+// the runtime: {pyodide, PythonError, py: proxies of what the other modules call, kept for the
+// worker's life, start: "snapshot" | "normal", startSource: "saved" | "built" (which snapshot) or "",
+// startNote: why a snapshot was not used (each tried, or that none was saved; "" when the first was),
+// projections: which code multiplies ("wasm-simd128" or "numpy"), projectionsNote: why not the
+// kernels ("" when they run)}.
 export async function startRuntime(manifest, fileOf, busy, lap) {
   const wasm = compileWasm(fileOf("pyodide/pyodide.asm.wasm"));
+  const hashes = {};
+  for (const [name, path] of Object.entries({ ...SNAPSHOT_INPUTS, numpy: manifest.numpy, package: manifest.package })) {
+    hashes[name] = manifest.files[path].sha256;
+  }
+  const cache = await openCache();
+  const key = snapshotKey(self.location.href, hashes);
+  // The site's snapshot (build.py: made from the files of `made_from`) downloads beside the runtime
+  // when none is saved here (a first visit).
+  const built = madeFrom(manifest.snapshot, hashes) ? () => fileOf(manifest.snapshot.file) : null;
+  if (built && !(cache && await cache.match(key).catch(() => null))) built();
   const { loadPyodide } = await importBytes(await fileOf("pyodide/pyodide.mjs"));
   await importBytes(await fileOf("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
   busy("python", "Starting Python…");
@@ -73,10 +106,6 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
   // Pyodide still fetches the wasm as it starts, but never reads that answer: it is instantiated
   // from `wasm` (instantiateWith).
   served.set(new URL("pyodide/pyodide.asm.wasm", self.location.href).href, Promise.resolve(new Uint8Array(0)));
-  const hashes = {};
-  for (const [name, path] of Object.entries({ ...SNAPSHOT_INPUTS, numpy: manifest.numpy, package: manifest.package })) {
-    hashes[name] = manifest.files[path].sha256;
-  }
   const restoreFetch = serveFromMemory(served);
   let started;
   try {
@@ -87,10 +116,11 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
         stdout: (line) => console.log(line),
         stderr: (line) => console.warn(line),
       },
-      cache: await openCache(),
-      key: snapshotKey(self.location.href, hashes),
+      cache,
+      key,
+      builtEntry: built,
       wheels: () => Promise.all([fileOf(manifest.numpy), fileOf(manifest.package)]),
-      imports: "import numpy, mamba_wasm, mamba_wasm.plan",
+      imports: PACKAGE_IMPORTS,
       check: SNAPSHOT_CHECK,
       lap,
     });
@@ -118,7 +148,8 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
     builtins: pyodide.pyimport("builtins"),
     sys: pyodide.pyimport("sys"),
   };
-  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startNote: started.note,
+  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startSource: started.source,
+    startNote: started.note,
     projections: kernels.backend, projectionsNote: kernels.note };
 }
 

@@ -8,7 +8,7 @@
 import { fetchManifest, fetchVerified } from "./downloads.js";
 import { post, problems } from "./protocol.js";
 import { ReduceTransport } from "./reduce-transport.js";
-import { describeError, heapBytes, runtimePaths, startRuntime, toPythonFiles } from "./runtime.js";
+import { describeError, heapBytes, runtimeFiles, startRuntime, toPythonFiles } from "./runtime.js";
 
 const send = (type, fields, transfer) => post(self, "to-page", type, fields, transfer);
 
@@ -22,10 +22,9 @@ if (self.name && self.navigator && navigator.locks) {
 
 async function startFollowerRuntime() {
   const manifest = await fetchManifest();
-  // manifest path -> promise of its verified bytes: Python starts while the rest downloads.
-  const bytes = new Map(runtimePaths(manifest).map((path) => [path, fetchVerified(manifest, path, () => {}, undefined)]));
-  for (const promise of bytes.values()) promise.catch(() => {});  // the start reports the failure
-  return startRuntime(manifest, (path) => bytes.get(path), () => {}, () => {});
+  // Python starts while the rest downloads.
+  const fileOf = runtimeFiles((path) => fetchVerified(manifest, path, () => {}, undefined));
+  return startRuntime(manifest, fileOf, () => {}, () => {});
 }
 
 const runtimeStarted = startFollowerRuntime();

@@ -1,8 +1,10 @@
 // Python start from a memory snapshot (worker side, no DOM): a copy of the WebAssembly heap taken
 // once Python, NumPy and mamba_wasm were imported, kept in the Cache API; a later visit puts the heap
-// back instead of starting Python and importing NumPy again. Any failure (no snapshot, a corrupt or
-// truncated one, another build's, storage full, a restored heap that does not answer) falls back to
-// the normal start, and the caller is told which start was taken and why.
+// back instead of starting Python and importing NumPy again. The site ships one too, made at build
+// time by the same code under Node (scripts/make_snapshot.mjs), for a visit with none saved. Any
+// failure (no snapshot, a corrupt or truncated one, another build's, storage full, a restored heap
+// that does not answer) falls back to the next start (saved, the site's, normal), and the caller is
+// told which start was taken and why.
 //
 // Why NumPy needs more than Pyodide 0.27.7's own snapshot (which holds the heap only): NumPy's
 // extension modules are separate WebAssembly instances (dynamic libraries). Each keeps its static
@@ -33,33 +35,47 @@ export function snapshotKey(scopeUrl, hashes) {
 
 // Start Python. `loadPyodide`: the loader (pyodide.mjs), with pyodide.asm.js already evaluated
 // (it defines globalThis._createPyodideModule); `options`: loadPyodide's options; `cache`: a Cache
-// (or null: no snapshot); `key`: snapshotKey(...); `wheels()`: the wheels' bytes to install on a
-// normal start; `imports`: Python source run before the snapshot (the imports to keep in it);
-// `check`: Python source whose value must be true on a restored heap; `lap(name)`: called at the
-// end of each phase (snapshot_read_ms, snapshot_verify_ms, snapshot_restore_ms, check_ms on a
-// restore, snapshot_failed_ms when one failed; python_ms, packages_ms, snapshot_make_ms on a
-// normal start).
-// Returns {pyodide, start: "snapshot" | "normal", note, saving}: `note` says why no snapshot was
-// used, `saving` settles with {saved, note} once a new snapshot is stored (or not).
-export async function startPython({ loadPyodide, options, cache, key, wheels, imports, check, lap }) {
-  let note = cache ? "no snapshot saved yet" : "no Cache API";
-  const entry = cache ? await readEntry(cache, key) : null;
-  if (entry) {
+// (or null: no snapshot saved or read); `key`: snapshotKey(...); `builtEntry`: null, or a function
+// returning a promise of the site's own snapshot, made at build time (scripts/make_snapshot.mjs),
+// gzipped: tried when no snapshot was saved here (or the saved one failed), and saved here once it
+// answered; `wheels()`: the wheels' bytes to install on a normal start; `imports`: Python source
+// run before the snapshot (the imports to keep in it); `check`: Python source whose value must be
+// true on a restored heap; `lap(name)`: called at the end of each phase (snapshot_read_ms,
+// snapshot_verify_ms, snapshot_restore_ms, check_ms on a restore, snapshot_failed_ms when one
+// failed; python_ms, packages_ms, snapshot_make_ms on a normal start).
+// Returns {pyodide, start: "snapshot" | "normal", source: "saved" | "built" (the snapshot restored),
+// note, saving}: `note` says why a snapshot was not used (each tried, or that there was none), `saving`
+// settles with {saved, note} once a snapshot is stored here (or not).
+export async function startPython({ loadPyodide, options, cache, key, builtEntry = null, wheels, imports, check, lap }) {
+  const failures = [];  // why a snapshot tried was not used
+  const saved = cache ? await readEntry(cache, key) : null;
+  const candidates = [];
+  if (saved) candidates.push({ source: "saved", entry: async () => saved, checked: false });
+  // The site's: its download checked against the manifest's sha256, its inflation by gzip's CRC.
+  if (builtEntry) candidates.push({ source: "built", entry: async () => gunzip(await builtEntry()), checked: true });
+  for (const { source, entry, checked } of candidates) {
     try {
-      const pyodide = await restore(loadPyodide, options, entry, lap);
+      const bytes = await entry();
+      const pyodide = await restore(loadPyodide, options, bytes, checked, lap);
       if (pyodide.runPython(check) !== true) throw new Error("the restored interpreter failed its check");
       lap("check_ms");
-      return { pyodide, start: "snapshot", note: "", saving: Promise.resolve({ saved: true, note: "" }) };
+      const saving = source === "built" && cache ? store(cache, key, bytes) : Promise.resolve({ saved: true, note: "" });
+      return { pyodide, start: "snapshot", source, note: failures.join("; "), saving };
     } catch (error) {
       lap("snapshot_failed_ms");
-      note = `snapshot not used: ${error.message}`;
-      console.warn(note);
-      try { await cache.delete(key); } catch { /* it will be replaced below anyway */ }
+      failures.push(`${source === "built" ? "the site's snapshot" : "snapshot"} not used: ${error.message}`);
+      console.warn(failures.at(-1));
+      if (source === "saved") {
+        try { await cache.delete(key); } catch { /* it will be replaced below anyway */ }
+      }
     }
   }
+  const note = failures.join("; ") || (cache ? "no snapshot saved yet" : "no Cache API");
+  const wheelBytes = wheels();  // downloading while Python starts
+  wheelBytes.catch(() => {});   // awaited below
   const pyodide = await loadPyodide({ ...options, _makeSnapshot: Boolean(cache) });
   lap("python_ms");
-  for (const wheel of await wheels()) pyodide.unpackArchive(wheel, "wheel", { extractDir: SITE_PACKAGES });
+  for (const wheel of await wheelBytes) pyodide.unpackArchive(wheel, "wheel", { extractDir: SITE_PACKAGES });
   pyodide.runPython(imports);
   lap("packages_ms");
   let saving = Promise.resolve({ saved: false, note });
@@ -71,13 +87,18 @@ export async function startPython({ loadPyodide, options, cache, key, wheels, im
     }
     lap("snapshot_make_ms");
   }
-  return { pyodide, start: "normal", note, saving };
+  return { pyodide, start: "normal", source: "", note, saving };
 }
 
 // ---- an entry: prefix, header (JSON), the heap, the files -----------------------------------------
 
 async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+async function gunzip(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 async function readEntry(cache, key) {
@@ -200,13 +221,16 @@ async function store(cache, key, entry) {
   }
 }
 
-async function parseEntry(entry) {
+// The entry's parts; its own sha256 is checked unless `checked` (its bytes were already).
+async function parseEntry(entry, checked) {
   if (entry.length < PREFIX_BYTES) throw new Error("the saved snapshot is truncated");
   const prefix = new DataView(entry.buffer, entry.byteOffset, PREFIX_BYTES);
   if (prefix.getUint32(0, true) !== MAGIC) throw new Error("the saved snapshot is not one");
-  const expected = entry.subarray(8, PREFIX_BYTES);
-  const actual = await sha256(entry.subarray(PREFIX_BYTES));
-  if (!actual.every((b, i) => b === expected[i])) throw new Error("the saved snapshot is corrupt or truncated");
+  if (!checked) {
+    const expected = entry.subarray(8, PREFIX_BYTES);
+    const actual = await sha256(entry.subarray(PREFIX_BYTES));
+    if (!actual.every((b, i) => b === expected[i])) throw new Error("the saved snapshot is corrupt or truncated");
+  }
   const headerBytes = prefix.getUint32(4, true);
   const header = JSON.parse(new TextDecoder().decode(entry.subarray(PREFIX_BYTES, PREFIX_BYTES + headerBytes)));
   const body = entry.subarray(PREFIX_BYTES + headerBytes);
@@ -233,9 +257,9 @@ async function reloadLibrary(M, lib, module) {
   for (const handle of lib.handles) M.LDSO.loadedLibsByHandle[handle] = dso;
 }
 
-async function restore(loadPyodide, options, entryBytes, lap) {
+async function restore(loadPyodide, options, entryBytes, checked, lap) {
   lap("snapshot_read_ms");
-  const { header, heap, files } = await parseEntry(entryBytes);
+  const { header, heap, files } = await parseEntry(entryBytes, checked);
   const fileBytes = new Map(files.map((f) => [f.path, f.bytes]));
   const modules = Promise.all(header.libs.map((lib) => WebAssembly.compile(fileBytes.get(lib.path))));
   modules.catch(() => {});  // awaited below
@@ -244,7 +268,7 @@ async function restore(loadPyodide, options, entryBytes, lap) {
   if (typeof create !== "function") throw new Error("pyodide.asm.js is not loaded");
   globalThis._createPyodideModule = async (settings) => {
     const M = await create(settings);
-    if (M.wasmTable.length > header.table.start) throw new Error("the function table differs from the snapshot's");
+    if (M.wasmTable.length !== header.table.start) throw new Error("the function table differs from the snapshot's");
     const compiled = await modules;
     for (const [i, lib] of header.libs.entries()) await reloadLibrary(M, lib, compiled[i]);
     if (M.wasmTable.length < header.table.length) M.wasmTable.grow(header.table.length - M.wasmTable.length);
@@ -263,6 +287,11 @@ async function restore(loadPyodide, options, entryBytes, lap) {
   } finally {
     globalThis._createPyodideModule = create;
   }
+  // Python keeps, in its heap, the table slot of a helper Pyodide makes as it starts (0 where the engine
+  // cannot make it): the restored heap names the one of the engine that made the snapshot (0 under
+  // the build's Node), so it is set to this engine's.
+  const M = pyodide._module;
+  M.HEAP32[(M.__PyRuntime + M.HEAP32[M.__PyEM_EMSCRIPTEN_COUNT_ARGS_OFFSET >> 2]) >> 2] = M._PyEM_CountArgsPtr;
   for (const { path, bytes } of files) {
     pyodide.FS.mkdirTree(path.slice(0, path.lastIndexOf("/")));
     pyodide.FS.writeFile(path, bytes);

@@ -232,6 +232,15 @@ class Site:
             print("\n".join(self.console[-30:]))
             raise
 
+    def wait_until(self, expression, timeout_ms=120_000):
+        """Evaluate `expression` (JavaScript) until its value, a promise's awaited, is truthy.
+        (wait_for_function takes a promise itself for truthy: it cannot wait on the Cache API.)"""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not self.page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not true within {timeout_ms} ms: {expression}")
+            time.sleep(0.1)
+
     def text(self, testid):
         return self.page.text_content(f"[data-testid={testid}]")
 
