@@ -78,6 +78,7 @@ class WasmKernels:
         self._kernel = {Q8Matrix: exports.matmul_q8, F16Matrix: exports.matmul_f16, np.ndarray: exports.matmul_f32}
         self._x = _Scratch()
         self._y = _Scratch()
+        self._rounded = _Scratch()  # matmul_q8's x rounded to 16 bits and its scales: 2.125 bytes a number
         self._weights = {}  # id(weight) -> _KnownWeight
 
     def project(self, x, weight):
@@ -92,7 +93,8 @@ class WasmKernels:
         l = x.size // n_in
         np.copyto(self._x.take(x.size).reshape(x.shape), x)  # (..., in) float32, contiguous
         y = self._y.take(l * out)  # (l * out,)
-        known.kernel(known.address, self._x.address, self._y.address, out, n_in, l)
+        self._rounded.take(x.size)  # 4 bytes a number: room for matmul_q8's; the others take no scratch
+        known.kernel(known.address, self._x.address, self._y.address, out, n_in, l, self._rounded.address)
         return y.reshape(x.shape[:-1] + (out,)).copy()  # (..., out): the scratch is reused
 
     def _remember(self, weight):

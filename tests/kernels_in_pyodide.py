@@ -29,6 +29,15 @@ def relative_error(y, x, w):
     return float((np.abs(y - x @ w.T) / np.maximum(np.abs(x) @ np.abs(w).T, 1e-30)).max())
 
 
+def q8_rounding_bound(x, w):
+    """How far matmul_q8 may be from x @ w.T because it rounds x to 16 bits per block of 32 (scale
+    s = max |x| / 32767, each number within s / 2): sum over blocks of s / 2 * sum |w|, (..., out)."""
+    x, w = np.atleast_2d(x).astype(np.float64), np.abs(w.astype(np.float64))
+    blocks = x.shape[-1] // 32
+    s = np.abs(x).reshape(x.shape[0], blocks, 32).max(axis=-1) / 32767  # (l, blocks)
+    return (s / 2) @ w.reshape(w.shape[0], blocks, 32).sum(axis=-1).T  # (l, out)
+
+
 results = {"backend": kernels.backend()}
 for out, n_in in [(1, 1), (1, 32), (3, 5), (7, 17), (5, 64), (33, 96), (64, 100), (257, 768)]:
     for l in (None, 1, 3, 70):
@@ -43,7 +52,15 @@ for out, n_in in [(1, 1), (1, 32), (3, 5), (7, 17), (5, 64), (33, 96), (64, 100)
             dense = w if kind == "f32" else w.dequantize()
             y = kernels.project(x, w)
             assert y is not None and y.shape == x.shape[:-1] + (out,) and y.dtype == np.float32, (kind, out, n_in, l)
-            results[f"{kind} {out}x{n_in} l={l}"] = relative_error(y, x, dense)
+            if kind == "q8_0":  # the error past the rounding of x the kernel owns to, on rounding's scale
+                y64 = np.atleast_2d(y).astype(np.float64)
+                exact = np.atleast_2d(x).astype(np.float64) @ dense.astype(np.float64).T
+                excess = np.maximum(np.abs(y64 - exact) - q8_rounding_bound(x, dense), 0)
+                scale = np.abs(np.atleast_2d(x)).astype(np.float64) @ np.abs(dense.astype(np.float64)).T
+                results[f"{kind} {out}x{n_in} l={l}"] = float((excess / np.maximum(scale, 1e-30)).max())
+                results[f"{kind} {out}x{n_in} l={l} (x rounded)"] = relative_error(y, x, dense)
+            else:
+                results[f"{kind} {out}x{n_in} l={l}"] = relative_error(y, x, dense)
 
 # the model's own entry point, on a non-contiguous x (a column slice) and an unaligned weight
 w = rng.standard_normal((40, 48)).astype(np.float32)

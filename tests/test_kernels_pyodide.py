@@ -7,6 +7,9 @@ weight and a non-contiguous x (tests/kernels_in_pyodide.py).
 Tolerance: the kernels sum in float32 in another order than NumPy; measured, the largest error
 relative to the output's largest magnitude was 1.9e-7 over all cases (in = 768: a sum of 768
 products); 1e-6 leaves room for other inputs, and a wrong lane, block or tail is off by ~1.
+Q8_0 rounds x to 16 bits per block of 32 (matmul.wat says why): its cases measure the error beyond
+that rounding's own bound (held to the same 1e-6), and "(x rounded)" the whole error, measured 4e-6
+to 1.3e-5 of sum |x w| here; ROUNDED_TOLERANCE = 5e-5.
 """
 
 import json
@@ -22,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
 
 TOLERANCE = 1e-6
+ROUNDED_TOLERANCE = 5e-5
 
 
 @pytest.fixture(scope="module")
@@ -48,5 +52,6 @@ def test_every_shape_and_type_matches_numpy(results):
     for kind in ("f32", "f16", "q8_0"):
         assert any(case.startswith(kind) for case in results), kind
     assert any("l=70" in case for case in results) and any("l=None" in case for case in results)
-    wrong = {case: error for case, error in results.items() if not error <= TOLERANCE}
+    wrong = {case: error for case, error in results.items()
+             if not error <= (ROUNDED_TOLERANCE if case.endswith("(x rounded)") else TOLERANCE)}
     assert not wrong, wrong
