@@ -28,7 +28,8 @@ from .models import ensure_790m_shaped
 from .shard_page import RECORD_LEADER
 
 NAME = "mamba-790m-shaped"
-LOAD_TIMEOUT_S = 1800  # 3.2 GB through one worker's download, hash-free cut and two heaps
+LOAD_TIMEOUT_S = 1800  # 3.2 GB through one worker's download, the cut and two heaps
+TOKEN_TIMEOUT_S = 10  # per token decoded: a 2-core machine shared with other jobs can be that slow
 
 
 def _descendants(root):
@@ -97,7 +98,7 @@ def refusal_on_one_worker(browser, site_url, model_url):
     return text
 
 
-def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log):
+def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log, minutes=None):
     """{ready_s, workers, heap_mb, decode figures, peak_pss_bytes, pss series} of one load + decode."""
     memory = PeakMemory()
     context = browser.new_context()
@@ -116,17 +117,27 @@ def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log):
               "repetition_penalty": 1.0, "seed": 0, "stop_at_eos": False}
     page.evaluate("([params]) => window.__bench.worker.postMessage({type: 'generate', id: 30001, prompt: 'The ', params})",
                   [params])
-    deadline = time.monotonic() + LOAD_TIMEOUT_S
+    deadline = time.monotonic() + TOKEN_TIMEOUT_S * n_tokens
+    stop_at = time.monotonic() + 60 * minutes if minutes else deadline
+    logged = 0
     while True:  # polled: the page's CSP refuses wait_for_function's evaluated strings
         time.sleep(2)
         last = page.evaluate("(() => { const m = window.__bench.messages.filter((m) => m.id === 30001); "
                              "return m.length ? [m[m.length - 1].type, m[m.length - 1].n_generated || 0] : null; })()")
         if last and last[0] in ("done", "error") or time.monotonic() > deadline:
             break
+        if time.monotonic() > stop_at:  # the wall-clock budget: Stop, and report the tokens so far
+            page.evaluate("() => window.__bench.worker.postMessage({type: 'stop', id: 30001})")
+            stop_at = deadline
+        if last and last[1] >= logged + 100:
+            logged = last[1]
+            log(f"{logged} tokens after {time.monotonic() - began - ready_s:.0f} s of decoding")
     messages = [m for m in page.evaluate("window.__bench.messages") if m.get("id") == 30001]
     if not messages or messages[-1]["type"] != "done":
         memory.stop()
-        raise RuntimeError(messages[-1].get("message", "no answer") if messages else "no answer")
+        reason = messages[-1].get("message", f"not done after {messages[-1].get('n_generated')} tokens") \
+            if messages else "no answer"
+        raise RuntimeError(f"{NAME}, {workers} workers: {reason}")
     heaps = json.loads(page.get_attribute("body", "data-shard-heaps") or "{}")
     ran = int(page.get_attribute("body", "data-workers"))
     figures = decode_figures(messages)
@@ -136,10 +147,10 @@ def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log):
             "ready_s": ready_s, "load_peak_pss_bytes": load_peak, "peak_pss_bytes": peak,
             "heap_mb": [figures["peak_wasm_heap_mb"], *(heaps[k] / 2**20 for k in sorted(heaps))],
             "decode_tok_s": figures["decode_tok_s"], "ms_per_token_series": figures["ms_per_token_series"],
-            "n_generated": messages[-1].get("n_generated"), "pss_series": memory.series}
+            "n_generated": messages[-1].get("n_generated"), "n_asked": n_tokens, "pss_series": memory.series}
 
 
-def run(workers, n_tokens, log):
+def run(workers, n_tokens, log, minutes=None):
     from playwright.sync_api import sync_playwright
 
     folder = ensure_790m_shaped()
@@ -153,7 +164,7 @@ def run(workers, n_tokens, log):
             refusal = refusal_on_one_worker(browser, site.url, model_url)
             log(f"1 worker: {refusal[:160]}")
             log(f"{workers} workers: loading")
-            result = decode_on_workers(browser, site.url, model_url, workers, n_tokens, log)
+            result = decode_on_workers(browser, site.url, model_url, workers, n_tokens, log, minutes)
             browser.close()
     finally:
         site.close()
@@ -177,7 +188,8 @@ def table(result, window):
             "|---:|---:|---:|---|---:|---:|",
             f"| {result['workers']} | {result['ready_s']:.0f} | {result['decode_tok_s']:.2f} | {heap} | "
             f"{result['load_peak_pss_bytes'] / 2**30:.1f} | {result['peak_pss_bytes'] / 2**30:.1f} |", "",
-            f"Decode tok/s per {window}-token window (of {result['n_generated']} tokens after a 2-token prompt):", "",
+            f"Decode tok/s per {window}-token window ({result['n_generated']} of {result['n_asked']} tokens asked for, "
+            "after a 2-token prompt):", "",
             "| tokens | " + " | ".join(f"{a}-{b}" for a, b, _ in windows(result["ms_per_token_series"], window)) + " |",
             "|---|" + "---:|" * len(windows(result["ms_per_token_series"], window)),
             "| tok/s | " + " | ".join(f"{r:.2f}" for _, _, r in windows(result["ms_per_token_series"], window)) + " |",
@@ -191,8 +203,10 @@ def main(argv=None):
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--window", type=int, default=100, help="tokens per tok/s window in the table")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--minutes", type=float, help="stop the decode after this long (a loaded machine) and "
+                        "report the tokens it made")
     args = parser.parse_args(argv)
-    result = run(args.workers, args.tokens, lambda m: print(f"[shard_big] {m}", flush=True))
+    result = run(args.workers, args.tokens, lambda m: print(f"[shard_big] {m}", flush=True), args.minutes)
     if args.json:
         args.json.write_text(json.dumps(result))
     print(table(result, args.window))
