@@ -111,7 +111,8 @@ export async function load(state, msg, send, signal) {
   } else {
     busy("plan", `Reading ${name}'s ${isGgufName(name) ? "header" : "config.json"}…`);
     plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
-      signal, weightBudget(msg.workers ?? 1, msg.worker_weight_limit), (prefix, size, source) => describeGgufPrefix(runtime, prefix, size, source));
+      signal, weightBudget(msg.workers ?? 1, msg.worker_weight_limit),
+      (prefix, size, source) => describeGgufPrefix(runtime, prefix, size, source));
     name = plan.name;
     lap("plan_ms");
     send("plan", { id: msg.id, plan: planSummary(plan) });
