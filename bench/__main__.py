@@ -4,6 +4,8 @@
     python3 build.py bench --quick        a smoke run of 300 tokens: prints the table, writes no docs
     python3 build.py bench --models NAME ... --engines ENGINE ...   a part of the run: writes no docs
     python3 build.py bench --engines wllama   the peer alone (bench/peer.py): writes no docs
+    python3 build.py bench --big ...      also a model over one heap's limit on 2 workers (bench/shard_big.py:
+                                          a 3.2 GB checkpoint, 1,000 tokens; long)
 
 In one run, on the same checkpoints (the site's default model and random ones shaped like
 mamba-130m and like mamba2-130m): (a) mamba_wasm in headless Chromium through the real page and
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from . import browser, peer, shard_page
+from . import browser, peer, shard_big, shard_page
 from .models import ROOT, default_model_dir, ensure_130m_shaped, ensure_mamba2_130m_shaped
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -185,6 +187,8 @@ def main(argv=None):
     parser.add_argument("--engines", nargs="+", choices=(*ENGINES, PEER),
                         help=f"run only these engines (default: all; --quick: all but {PEER}); prints the "
                         "tables, writes nothing")
+    parser.add_argument("--big", action="store_true", help="also load and decode the mamba-790m-shaped model (3.2 GB "
+                        "float32) split across 2 workers: 1,000 tokens, ~7 GB of RAM, long")
     args = parser.parse_args(argv)
     partial = bool(args.models) or (args.engines is not None and set(args.engines) != {*ENGINES, PEER})
     engines = args.engines or (list(ENGINES) if args.quick else [*ENGINES, PEER])
@@ -232,7 +236,11 @@ def main(argv=None):
     text = table(results, models) if models else ""
     shard_text = shard_page.table(shards["figures"], shards["model"]) if shards else ""
     peer_text = peer_section(results[PEER]) if results.get(PEER) else ""
-    print("\n\n".join(part for part in (text, shard_text, peer_text) if part))
+    big_text = ""
+    if args.big:
+        log(f"browser, {shard_big.NAME}: over one heap's limit, on 2 workers, 1,000 tokens")
+        big_text = shard_big.table(shard_big.run(2, 1000, log), 100)
+    print("\n\n".join(part for part in (text, shard_text, big_text, peer_text) if part))
     if args.quick or partial:
         log(f"{'quick' if args.quick else 'partial'} run: {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} "
             f"left unchanged (a full run updates them); figures saved in {QUICK_RESULTS.relative_to(ROOT)}")
@@ -242,6 +250,8 @@ def main(argv=None):
            f"engine and model).\n\n{text}\n\n![decode speed and time per token](benchmarks.png)")
     if shard_text:
         doc += f"\n\n{shard_text}"
+    if big_text:
+        doc += f"\n\n{big_text}"
     if peer_text:  # absent from a results.json written before the peer was in the benchmark
         plot_peer(results[PEER])
         doc += f"\n\n{peer_text}\n\n![our page and wllama on the same .gguf files]({PEER_PLOT.name})"

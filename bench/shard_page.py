@@ -1,10 +1,10 @@
 """One model split across K workers in the real page (web/shard-pool.js): 1 worker against 2, in
 headless Chromium, side by side in one run, on a cross-origin isolated site (the workers sum
-through shared memory) and on a plain one (where the page runs 1 worker: the MessageChannel
-transport does not pay for its waits, see docs/SHARDING.md).
+through shared memory) and on a plain one (the workers sum over MessageChannels, blocking on them
+through JSPI: web/port-transport.js); optionally 3, 4... workers on the isolated site.
 
     python3 build.py bench ...            a table "split across workers" after the main one
-    python -m bench.shard_page [MODEL_NAME] [--tokens N] [--prompt N]
+    python -m bench.shard_page [MODEL_NAME] [--tokens N] [--prompt N] [--more 3 4]
 
 Each variant in a fresh browser profile: time to ready (cold), prefill of one prompt, decode
 tok/s (median of windows), and each worker's WASM heap. The machine is shared: read the ratios
@@ -24,7 +24,12 @@ from .models import default_model_dir, ensure_130m_shaped
 
 # (label, workers asked for, isolated site)
 VARIANTS = (("1 worker, isolated", 1, True), ("2 workers, shared memory (isolated)", 2, True),
-            ("2 asked, not isolated: the page runs 1", 2, False))
+            ("2 workers, MessageChannel (not isolated)", 2, False))
+
+
+def variants(more=()):
+    """VARIANTS, then K workers through shared memory for each K in `more`."""
+    return (*VARIANTS, *((f"{k} workers, shared memory (isolated)", k, True) for k in more))
 RECORD_LEADER = """
 (() => {
   const RealWorker = window.Worker;
@@ -79,7 +84,7 @@ def measure(browser, url, name, workers, tokenizer, n_tokens, prompt_tokens):
             "heap_mb": [decode["peak_wasm_heap_mb"], *(heaps[k] / 2**20 for k in sorted(heaps))]}
 
 
-def run(name, folder, n_tokens, prompt_tokens, log):
+def run(name, folder, n_tokens, prompt_tokens, log, more=()):
     """{variant label: figures}, each variant in a fresh browser profile."""
     from playwright.sync_api import sync_playwright
 
@@ -94,7 +99,7 @@ def run(name, folder, n_tokens, prompt_tokens, log):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=provision.find_chromium(), args=provision.CHROMIUM_FLAGS)
-            for label, workers, isolated in VARIANTS:
+            for label, workers, isolated in variants(more):
                 log(f"browser, {name}, {label}: ready, a {prompt_tokens}-token prompt, {n_tokens} tokens")
                 results[label] = measure(browser, sites[isolated].url, name, workers, tokenizer, n_tokens, prompt_tokens)
             browser.close()
@@ -125,9 +130,12 @@ def main(argv=None):
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens for the prefill figure")
     parser.add_argument("--folder", type=Path, help="the checkpoint's folder (default: bench/models.py's)")
+    parser.add_argument("--more", type=int, nargs="*", default=[], metavar="K",
+                        help="also K workers through shared memory (e.g. 3 4: on 2 cores they oversubscribe)")
     args = parser.parse_args(argv)
     folder = args.folder or (ensure_130m_shaped() if args.model == "mamba-130m-shaped" else default_model_dir())
-    results = run(args.model, folder, args.tokens, args.prompt, lambda m: print(f"[shard_page] {m}", flush=True))
+    results = run(args.model, folder, args.tokens, args.prompt, lambda m: print(f"[shard_page] {m}", flush=True),
+                  args.more)
     print(table(results, args.model))
 
 

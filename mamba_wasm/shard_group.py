@@ -155,26 +155,29 @@ class ShardFollower:
 
 
 class JsLink:
-    """A link whose transport is JavaScript's (web/reduce-transport.js): arrays cross as Float32Arrays."""
+    """A link whose transport is JavaScript's: arrays cross as Float32Arrays. web/reduce-transport.js
+    (shared memory) answers at once; web/port-transport.js (MessageChannels) answers with promises,
+    which run_sync blocks on (JSPI: the Python call must have been entered through callPromising)."""
 
     def __init__(self, transport):
-        from pyodide.ffi import to_js  # only in a browser worker
+        from pyodide.ffi import run_sync, to_js  # only in a browser worker
 
         self._to_js = to_js
+        self._answer = run_sync if getattr(transport, "suspends", False) else (lambda answer: answer)
         self.transport = transport
 
     def command(self, op, args):
         self.transport.command(op, self._to_js(args))
 
     def all_sum(self, partial):
-        total = self.transport.allSum(self._floats(partial))
+        total = self._answer(self.transport.allSum(self._floats(partial)))
         return np.frombuffer(total.to_bytes(), np.float32).reshape(partial.shape)
 
     def gather(self, part):
         parts = self.transport.gather(self._floats(part))
         if parts is None:
             return None
-        return [np.frombuffer(p.to_bytes(), np.float32) for p in parts]
+        return [np.frombuffer(p.to_bytes(), np.float32) for p in self._answer(parts)]
 
     def _floats(self, array):
         return self._to_js(memoryview(np.ascontiguousarray(array, np.float32).reshape(-1)))

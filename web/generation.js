@@ -48,6 +48,11 @@ export class LoadedModel {
     this.extend = session.extend;
   }
 
+  // Call one of the session's methods that steps the model (ShardedLoadedModel: maybe a promise).
+  step(method, ...args) {
+    return method(...args);
+  }
+
   release() {
     for (const proxy of [this.extend, this.advance, this.prefillStep, this.begin, this.session,
       this.tokenizer, this.model]) {
@@ -64,7 +69,7 @@ export async function generate(runtime, loaded, generation, msg, send) {
   // The prompt is tokenized a slice at a time, then run a block at a time, with a yield between
   // steps, so Stop lands within one step of a long prompt too (streamTokens then reports it
   // stopped, with nothing generated).
-  while (!prefillStep()) {
+  while (!await loaded.step(prefillStep)) {
     await yieldToEventLoop();
     if (generation.stopRequested) break;
   }
@@ -99,7 +104,7 @@ export async function streamTokens(runtime, loaded, generation, send, before) {
   const rate = () => (session.n_generated - before)
     / Math.max(1e-3, (performance.now() - decodeStart) / 1000);
   while (!session.done && !generation.stopRequested) {
-    const text = advance(1);
+    const text = await loaded.step(advance, 1);
     pending += text;
     if (recorder) recorder.push(text);
     const now = performance.now();

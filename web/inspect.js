@@ -11,7 +11,7 @@ export async function branch(runtime, loaded, generation, msg, send) {
   const { session } = loaded;
   const recorder = TokenRecorder.forSession(runtime, session);
   if (recorder === null) throw new Error("Only a generation made with the token view on can branch.");
-  const text = session.branch(msg.position, msg.token);
+  const text = await loaded.step(session.branch, msg.position, msg.token);
   recorder.next = msg.position;
   recorder.push("");  // the page knows the kept tokens' texts: the new one is the rest of `text`
   send("branched", { id: msg.id, position: msg.position, text, tokens: recorder.take() });

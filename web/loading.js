@@ -10,7 +10,7 @@
 import { download, fetchManifest, fetchVerified, manifestPath, progressCounter } from "./downloads.js";
 import { LoadedModel } from "./generation.js";
 import {
-  fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary,
+  fetchPlannedFiles, forgetSaved, listSaved, planModel, planProgressText, planSummary, weightBudget,
 } from "./model-store.js";
 import facts from "./facts.js";
 import { ShardedLoadedModel, readShardedModel, splittable } from "./shard-leader.js";
@@ -121,7 +121,8 @@ export async function load(state, msg, send, signal) {
   } else {
     busy("plan", `Reading ${name}'s ${isGgufName(name) ? "header" : "config.json"}…`);
     plan = await planModel(msg.model, (configBytes, source) => describeConfig(runtime, configBytes, source),
-      signal, msg.workers ?? 1, (prefix, size, source) => describeGgufPrefix(runtime, prefix, size, source));
+      signal, weightBudget(msg.workers ?? 1, msg.worker_weight_limit),
+      (prefix, size, source) => describeGgufPrefix(runtime, prefix, size, source));
     name = plan.name;
     lap("plan_ms");
     send("plan", { id: msg.id, plan: planSummary(plan) });
@@ -186,7 +187,9 @@ async function readModel(runtime, name, byName, msg) {
   } finally {
     if (pyFiles) pyFiles.destroy();
   }
-  return new (sharded ? ShardedLoadedModel : LoadedModel)(name, model, tokenizer, py.Session(model, tokenizer));
+  const session = py.Session(model, tokenizer);
+  return sharded ? new ShardedLoadedModel(name, model, tokenizer, session, !self.crossOriginIsolated)
+    : new LoadedModel(name, model, tokenizer, session);
 }
 
 // plan.describe of the loaded model's config, and the config itself ({field: value}).

@@ -2,7 +2,7 @@
 // or any static folder) or files the user picked on this device; a llama.cpp .gguf file (a URL or
 // one file) is planned by gguf-source.js, then fetched and saved here like the rest.
 //
-//   planModel(source, describe, signal, workers, describeGguf)   what to fetch and how big it is, BEFORE any weight is
+//   planModel(source, describe, signal, budget, describeGguf)   what to fetch and how big it is, BEFORE any weight is
 //                          downloaded: file sizes (HEAD requests, or File.size), what config.json
 //                          describes (Python's plan.describe_config, through `describe`), and the
 //                          refusal of a model too large for a tab
@@ -78,21 +78,30 @@ function nameOfBase(base) {
 // (whose base is the file's own URL).
 const fileUrl = (base, name) => (base.endsWith("/") ? base + name : base);
 
+// What a load may hold: `workers` workers, each at most `perWorker` bytes of float32 weights
+// (MAX_FLOAT32_WEIGHT_BYTES; a load request's worker_weight_limit can only lower it, so that a test
+// takes the over-the-limit path on a small model).
+export function weightBudget(workers = 1, lowered = undefined) {
+  const perWorker = lowered > 0 ? Math.min(lowered, MAX_FLOAT32_WEIGHT_BYTES) : MAX_FLOAT32_WEIGHT_BYTES;
+  return { workers, perWorker };
+}
+
 // Refuse, before downloading, a model whose float32 weights would not fit in the tab: in each
-// worker's heap, with the model split across `workers` workers (each holds 1/K: shard-leader.js).
+// worker's heap, with the model split across budget.workers workers (each holds 1/K: shard-leader.js).
 // One too large for one heap is offered split across enough workers, unless it cannot be split
 // (a .gguf file).
-function checkFitsInTab(name, description, workers, splittable = true) {
-  if (description.float32_bytes <= MAX_FLOAT32_WEIGHT_BYTES * workers) return;
-  const needed = Math.ceil(description.float32_bytes / MAX_FLOAT32_WEIGHT_BYTES);
+function checkFitsInTab(name, description, { workers, perWorker }, splittable = true) {
+  if (description.float32_bytes <= perWorker * workers) return;
+  const needed = Math.ceil(description.float32_bytes / perWorker);
   const split = workers > 1 ? `split across ${workers} workers, ` : "";
   const way = splittable && needed <= MAX_WORKERS
     ? `It fits split across ${needed} workers: set Workers to ${needed} and reload, or open this page with `
-      + `?workers=${needed} (the site must be cross-origin isolated: python3 build.py serve --isolated).`
+      + `?workers=${needed} (on a cross-origin isolated site, python3 build.py serve --isolated, the workers `
+      + "share memory; elsewhere they need a browser with WebAssembly JavaScript Promise Integration)."
     : "Pick a smaller model, such as mamba-130m-hf or mamba-370m-hf.";
   throw new Error(`${name} is too large for a browser tab ${split}as it is: its weights take `
     + `${gigabytes(description.float32_bytes)} GB as float32 (${(description.n_params / 1e6).toFixed(0)}M `
-    + `parameters), and one worker holds at most ${gigabytes(MAX_FLOAT32_WEIGHT_BYTES)} GB of `
+    + `parameters), and one worker holds at most ${gigabytes(perWorker)} GB of `
     + "weights (a worker's WebAssembly memory is 4 GB at most, and loading needs room for the file "
     + `too). Nothing was downloaded. ${way}`);
 }
@@ -152,9 +161,9 @@ function shardNames(indexBytes, label) {
 // description (plan.describe_config's)}, plus what is already in hand (bytes of small files, File
 // objects). describe(configBytes, label) is Python's description of config.json: it raises for a
 // config that is not a model the package reads, before anything large is fetched.
-export async function planModel(source, describe, signal, workers = 1, describeGguf) {
+export async function planModel(source, describe, signal, budget = weightBudget(), describeGguf) {
   // A .gguf model is not split across workers (shard-leader.js cuts safetensors): it must fit one.
-  const fitsOneWorker = (name, description) => checkFitsInTab(name, description, 1, false);
+  const fitsOneWorker = (name, description) => checkFitsInTab(name, description, { ...budget, workers: 1 }, false);
   if (source.local && Array.from(source.local, (f) => f.name).some(isGgufName)) {
     if (source.local.length > 1) {
       throw new Error("Choose the .gguf file alone: it holds the model and its tokenizer.");
@@ -167,23 +176,23 @@ export async function planModel(source, describe, signal, workers = 1, describeG
     const blob = saved && await allSaved(gguf, saved.files) ? await savedBlob(gguf, saved.files[0].name) : null;
     return planGguf({ url: gguf, saved: blob }, describeGguf, signal, fitsOneWorker);
   }
-  return source.local ? planLocalFiles(source.local, describe, workers)
-    : planUrl(normalizeBase(source.base), describe, signal, workers);
+  return source.local ? planLocalFiles(source.local, describe, budget)
+    : planUrl(normalizeBase(source.base), describe, signal, budget);
 }
 
-async function planUrl(base, describe, signal, workers) {
+async function planUrl(base, describe, signal, budget) {
   const name = nameOfBase(base);
   const saved = (await readRegistry())[base];
   if (saved && await allSaved(base, saved.files)) {  // no network at all: works offline
     const description = describe(await savedBytes(base, CONFIG_FILE), `${name}/${CONFIG_FILE}`);
-    checkFitsInTab(name, description, workers);
+    checkFitsInTab(name, description, budget);
     return { kind: "url", name, base, files: saved.files, download_bytes: 0, saved: true,
       description, inHand: new Map() };
   }
   const inHand = new Map();  // small files read while planning: not fetched twice
   inHand.set(CONFIG_FILE, await fetchSmall(base + CONFIG_FILE, CONFIG_FILE, signal));
   const description = describe(inHand.get(CONFIG_FILE), `${name}/${CONFIG_FILE}`);
-  checkFitsInTab(name, description, workers);
+  checkFitsInTab(name, description, budget);
   const files = [{ name: CONFIG_FILE, size: inHand.get(CONFIG_FILE).length }];
   const single = await headSize(base + SINGLE_FILE, signal);
   if (single.ok) {
@@ -217,7 +226,7 @@ async function planUrl(base, describe, signal, workers) {
     download_bytes: files.reduce((s, f) => s + f.size, 0), inHand };
 }
 
-async function planLocalFiles(fileList, describe, workers) {
+async function planLocalFiles(fileList, describe, budget) {
   const byName = new Map(Array.from(fileList, (file) => [file.name, file]));
   const missing = (file) => new Error(`The chosen files have no ${file}. Choose ${CONFIG_FILE}, `
     + `${SINGLE_FILE} (or ${INDEX_FILE} and its shards) and ${TOKENIZER_FILE} together.`);
@@ -228,7 +237,7 @@ async function planLocalFiles(fileList, describe, workers) {
   const root = (byName.get(CONFIG_FILE).webkitRelativePath || "").split("/")[0];
   const name = root || (typeof config._name_or_path === "string" && config._name_or_path) || "local model";
   const description = describe(configBytes, `${name}/${CONFIG_FILE}`);
-  checkFitsInTab(name, description, workers);
+  checkFitsInTab(name, description, budget);
   const wanted = [CONFIG_FILE, TOKENIZER_FILE];
   if (byName.has(SINGLE_FILE)) {
     wanted.push(SINGLE_FILE);

@@ -24,15 +24,17 @@ const DESCRIPTION = {
 };
 
 // One shard of a model split across workers: its index of count, its part of the files ([name,
-// ArrayBuffer-backed bytes] pairs, transferred), and the SharedArrayBuffer the workers sum through.
+// ArrayBuffer-backed bytes] pairs, transferred), and what the workers sum through: the
+// SharedArrayBuffer (a cross-origin isolated page), else its MessagePorts to each worker (null: itself).
 const SHARD_LOAD = { id: ID, index: "number", count: "number", name: "string", files: "array",
-  sab: "object", slot_floats: "number" };
+  sab: "object?", slot_floats: "number?", ports: "array?" };
 
 export const TO_WORKER = {
   // A model of this site ({name, base, files}), a folder URL ({name, base}) or the user's files
   // ({name, local}). The worker starts Python when needed, plans, fetches and loads it.
   load: { id: ID, model: { name: "string", base: "string?", files: "array?", local: "array?" },
-    workers: "number?" },  // > 1: split the model across that many workers (shard-pool.js)
+    workers: "number?",  // > 1: split the model across that many workers (shard-pool.js)
+    worker_weight_limit: "number?" },  // tests: a lower limit of float32 weight bytes per worker
   // inspect: record each token's probabilities and keep state snapshots (the token view, branch)
   generate: { id: ID, prompt: "string", params: PARAMS, inspect: "boolean?" },
   continue: { id: ID, more_tokens: "number" },  // resume the latest generation where it ended

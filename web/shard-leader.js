@@ -4,17 +4,29 @@
 // the whole files, so every worker's WASM heap receives only its shard's bytes (1/K of the model),
 // this one's too. The others' parts go to the page (shard-load), which hands each to its worker
 // (shard-worker.js); they load in parallel with this one. The model is then a ShardGroup
-// (mamba_wasm/shard_group.py) whose sums cross a SharedArrayBuffer (reduce-transport.js).
+// (mamba_wasm/shard_group.py) whose sums cross a SharedArrayBuffer (reduce-transport.js) on a
+// cross-origin isolated page, else MessageChannels (port-transport.js; needs JSPI).
 
 import { LoadedModel } from "./generation.js";
+import { canSuspend, meshPorts, PortTransport } from "./port-transport.js";
 import { post } from "./protocol.js";
 import { ReduceTransport, sharedBufferBytes } from "./reduce-transport.js";
 import { toPythonFiles } from "./runtime.js";
 
 const WEIGHTS = /\.safetensors$/;
 
-// A LoadedModel whose model is a ShardGroup: releasing it releases the followers' shards too.
+// A LoadedModel whose model is a ShardGroup: releasing it releases the followers' shards too. Over
+// MessageChannels a step waits on promises inside Python, so it is entered through callPromising.
 export class ShardedLoadedModel extends LoadedModel {
+  constructor(name, model, tokenizer, session, suspends) {
+    super(name, model, tokenizer, session);
+    this.suspends = suspends;
+  }
+
+  step(method, ...args) {
+    return this.suspends ? method.callPromising(...args) : method(...args);
+  }
+
   release() {
     const release = this.model.release;
     try {
@@ -63,12 +75,27 @@ function cutFiles(layout, byName) {
   return files;
 }
 
+// The transport's pieces for `count` workers: {mine: this worker's transport, forFollower(index):
+// the shard-load fields and transferables that give follower `index` its end}.
+function makeTransport(config, shardGroup, count) {
+  if (self.crossOriginIsolated) {
+    const slotFloats = shardGroup.slot_floats(config, count);
+    const sab = new SharedArrayBuffer(sharedBufferBytes(count, slotFloats));
+    return { mine: new ReduceTransport(sab, count, 0, slotFloats),
+      forFollower: () => ({ fields: { sab, slot_floats: slotFloats }, transfer: [] }) };
+  }
+  if (!canSuspend()) {
+    throw new Error("A model split across workers needs a cross-origin isolated page (COOP/COEP headers), "
+      + "or a browser with WebAssembly JavaScript Promise Integration (Chromium 137 or later).");
+  }
+  const ports = meshPorts(count);
+  return { mine: new PortTransport(ports[0], count, 0),
+    forFollower: (index) => ({ fields: { ports: ports[index] }, transfer: ports[index].filter((p) => p !== null) }) };
+}
+
 // The model `name` from byName (file name -> bytes, the tokenizer already taken out; emptied here)
 // split across `count` workers; id: the load request's. Returns the Python ShardGroup.
 export async function readShardedModel(runtime, name, byName, count, id) {
-  if (!self.crossOriginIsolated) {
-    throw new Error("A model split across workers needs a cross-origin isolated page (COOP/COEP headers).");
-  }
   const { pyodide } = runtime;
   const shardBytes = pyodide.pyimport("mamba_wasm.shard_bytes");
   const shardGroup = pyodide.pyimport("mamba_wasm.shard_group");
@@ -85,9 +112,7 @@ export async function readShardedModel(runtime, name, byName, count, id) {
   try {
     layouts = shardBytes.cut_layout(pyHeads, pySizes, name, count);
     config = configOf(new TextDecoder().decode(byName.get("config.json")), `${name}/config.json`);
-    const slotFloats = shardGroup.slot_floats(config, count);
-    const sab = new SharedArrayBuffer(sharedBufferBytes(count, slotFloats));
-    const transport = new ReduceTransport(sab, count, 0, slotFloats);
+    const { mine: transport, forFollower } = makeTransport(config, shardGroup, count);
     const plain = [...byName].filter(([file]) => !WEIGHTS.test(file));
     const shardFiles = (index) => {
       const layout = layouts.get(index);
@@ -96,8 +121,9 @@ export async function readShardedModel(runtime, name, byName, count, id) {
     };
     for (let index = 1; index < count; index++) {  // the others first: they load while this one does
       const files = shardFiles(index);
-      post(self, "to-page", "shard-load", { id, index, count, name, files, sab, slot_floats: slotFloats },
-        files.map(([, bytes]) => bytes.buffer));
+      const { fields, transfer } = forFollower(index);
+      post(self, "to-page", "shard-load", { id, index, count, name, files, ...fields },
+        [...files.map(([, bytes]) => bytes.buffer), ...transfer]);
     }
     const mine = shardFiles(0);
     byName.clear();  // the whole files go: this worker keeps only its part

@@ -4,6 +4,7 @@
 // sends them through the page, and their liveness: one worker dying takes the whole model down.
 // With one worker nothing here runs and the page works as it always did.
 
+import { canSuspend } from "./port-transport.js";
 import { post } from "./protocol.js";
 import { WorkerClient } from "./worker-client.js";
 
@@ -12,9 +13,10 @@ const STORAGE_KEY = "mamba-wasm-workers-v1";
 
 // The default: several workers only where they win. Their partial sums cross between workers
 // 1 + 2 * n_layer times a token; through shared memory (a cross-origin isolated page) 2 workers
-// decoded mamba-130m 1.36x faster than one on 2 idle cores (issue 14's prototype), through a
-// MessageChannel only 1.09x, which the waiting does not pay for, so without isolation it is 1. On
-// 2 cores the browser's own threads take a share: 1 there too; from 4 cores, half of them, up to 4.
+// decoded mamba-130m 1.48x faster than one on 2 idle cores (docs/SHARDING.md), through a
+// MessageChannel 1.09x in issue 14's prototype and no gain on a busy machine, so without isolation
+// the default is 1 (more only when asked for: a model too large for one heap says how). On 2 cores
+// the browser's own threads take a share: 1 there too; from 4 cores, half of them, up to 4.
 export function defaultWorkers(hardware, isolated) {
   if (!isolated || !(hardware >= 4)) return 1;
   return Math.min(4, Math.floor(hardware / 2));
@@ -28,7 +30,8 @@ function parseCount(text) {
 }
 
 // {count, note}: the workers this page runs, and why when it is not what was asked.
-export function chooseWorkers({ query, stored, hardware, isolated }) {
+// suspends: the browser has JSPI, which the MessageChannel transport needs (port-transport.js).
+export function chooseWorkers({ query, stored, hardware, isolated, suspends }) {
   const fromQuery = query === null ? null : parseCount(query);
   const fromSetting = parseCount(stored ?? "");
   let note = "";
@@ -36,10 +39,15 @@ export function chooseWorkers({ query, stored, hardware, isolated }) {
     note = `?workers=${query} is not a whole number from 1 to ${MAX_WORKERS}: ignored. `;
   }
   const wanted = fromQuery ?? fromSetting ?? defaultWorkers(hardware, isolated);
+  if (wanted > 1 && !isolated && suspends) {
+    return { count: wanted, note: `${note}Not cross-origin isolated: the workers send their sums over MessageChannels `
+      + "(slower than shared memory: `python3 build.py serve --isolated`). " };
+  }
   if (wanted > 1 && !isolated) {
     return { count: 1, note: `${note}${wanted} workers asked for, but this page is not cross-origin isolated `
-      + "(no COOP/COEP headers), so the workers could not share memory: using 1. Serve the site with "
-      + "`python3 build.py serve --isolated` to split the model." };
+      + "(no COOP/COEP headers), so the workers could not share memory, and this browser cannot wait for "
+      + "a message inside Python (no WebAssembly JavaScript Promise Integration): using 1. Serve the site "
+      + "with `python3 build.py serve --isolated` to split the model." };
   }
   return { count: wanted, note };
 }
@@ -51,7 +59,12 @@ export class ShardPool {
     this.onDeath = onDeath;
     this.down = false;
     this.heaps = {};  // follower index -> its WASM heap bytes once its shard loaded
-    const query = new URLSearchParams(location.search).get("workers");
+    const search = new URLSearchParams(location.search);
+    const query = search.get("workers");
+    // A test's knob: ?worker_weight_limit=BYTES lowers (never raises: model-store.js) the float32
+    // weights one worker may hold, so a small model takes the over-the-limit path.
+    const limit = Number(search.get("worker_weight_limit"));
+    this.weightLimit = Number.isInteger(limit) && limit > 0 ? limit : null;
     let stored = null;
     try {
       stored = localStorage.getItem(STORAGE_KEY);
@@ -59,7 +72,7 @@ export class ShardPool {
       // storage disabled: the default
     }
     const { count, note } = chooseWorkers({ query, stored, hardware: navigator.hardwareConcurrency,
-      isolated: self.crossOriginIsolated });
+      isolated: self.crossOriginIsolated, suspends: canSuspend() });
     this.count = count;
     this.showSetting(root, count, note);
     this.followers = Array.from({ length: count - 1 }, (_, i) => new WorkerClient({
@@ -88,16 +101,18 @@ export class ShardPool {
     });
   }
 
-  // A load request's fields, with the worker count when the model is split.
+  // A load request's fields, with the worker count when the model is split (and the test's limit).
   loadFields(fields) {
-    return this.count > 1 ? { ...fields, workers: this.count } : fields;
+    const limited = this.weightLimit === null ? fields : { ...fields, worker_weight_limit: this.weightLimit };
+    return this.count > 1 ? { ...limited, workers: this.count } : limited;
   }
 
   // The leader's shard-load for follower msg.index: passed on, its buffers moved, not copied.
   forward(msg) {
     const { type, ...fields } = msg;
     const follower = this.followers[msg.index - 1];
-    post(follower.worker, "to-worker", type, fields, msg.files.map(([, bytes]) => bytes.buffer));
+    post(follower.worker, "to-worker", type, fields, [...msg.files.map(([, bytes]) => bytes.buffer),
+      ...(msg.ports ?? []).filter((port) => port !== null)]);
   }
 
   ready(msg) {

@@ -2,10 +2,11 @@
 // once (in parallel with the leader's download), then, for each shard-load the page hands it (the
 // leader's cut of the files: only this shard's bytes), loads its shard and does what the leader's
 // commands say (mamba_wasm/shard_group.py's ShardFollower) until the leader releases it. Between
-// commands it waits without blocking (Atomics.waitAsync), so the next model's shard-load can
-// arrive while it still serves the current one. Every message is listed in protocol.js.
+// commands it waits without blocking (Atomics.waitAsync, or a port's message), so the next model's
+// shard-load can arrive while it still serves the current one. Every message is listed in protocol.js.
 
 import { fetchManifest, fetchVerified } from "./downloads.js";
+import { PortTransport } from "./port-transport.js";
 import { post, problems } from "./protocol.js";
 import { ReduceTransport } from "./reduce-transport.js";
 import { describeError, heapBytes, runtimeFiles, startRuntime, toPythonFiles } from "./runtime.js";
@@ -32,7 +33,8 @@ const runtimeStarted = startFollowerRuntime();
 // Load this worker's shard from msg.files, tell the leader (the shared buffer) and the page, then
 // follow the leader's commands until it releases the shard.
 async function follow(msg) {
-  const transport = new ReduceTransport(msg.sab, msg.count, msg.index, msg.slot_floats);
+  const transport = msg.sab ? new ReduceTransport(msg.sab, msg.count, msg.index, msg.slot_floats)
+    : new PortTransport(msg.ports, msg.count, msg.index);
   let runtime = null;
   const proxies = [];
   try {
@@ -58,7 +60,8 @@ async function follow(msg) {
       const { op, args } = await transport.nextCommand();
       const pyArgs = pyodide.toPy(args);
       try {
-        if (!execute(op, pyArgs)) break;
+        // over MessageChannels a step blocks on promises (run_sync): entered through callPromising
+        if (!(transport.suspends ? await execute.callPromising(op, pyArgs) : execute(op, pyArgs))) break;
       } finally {
         pyArgs.destroy();
       }

@@ -3,9 +3,12 @@ reduce-transport.js), in real Chromium with real Pyodide: the site served cross-
 (build.py's COOP/COEP headers) and not.
 
 2 workers write the same text as 1 for the same seed, greedy and sampled, through Regenerate and
-Continue; Stop lands within a token; each worker's heap holds only its part; a killed worker takes
-the model down with a readable error, and Reload brings it back; ?workers=N and the Workers setting
-are honoured; without isolation the page says why it runs 1 worker.
+Continue, through shared memory (isolated) and over MessageChannels (not); Stop lands within a
+token; each worker's heap holds only its part; a killed worker takes the model down with a readable
+error, and Reload brings it back; ?workers=N and the Workers setting are honoured; without isolation
+nor JSPI the page says why it runs 1 worker; a model over one worker's
+weight limit (lowered by the test-only ?worker_weight_limit= so that a small model is "too large") is
+refused on 1 worker with the count it needs, and on that count loads and writes the native text.
 """
 
 import json
@@ -17,6 +20,8 @@ import pytest
 import build
 from checkpoint_files import f16_two_shards
 from conftest import READY_TIMEOUT_MS, ROOT, Site, _OverlayHandler
+from mamba_wasm import Session, from_pretrained
+from mamba_wasm.plan import describe_config
 
 GREEDY = {"temperature": 0, "top_k": 0, "top_p": 1, "repetition_penalty": 1, "seed": 1}
 SAMPLED = {"temperature": 0.9, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1, "seed": 7}
@@ -81,8 +86,14 @@ def test_two_workers_write_the_same_text_as_one(isolated_server, open_site):
     assert {"shard-load", "shard-ready"} <= kinds
 
 
-def test_stop_lands_within_a_token_and_the_text_continues(isolated_server, open_site):
-    site = open_site(isolated_server, "?workers=2")
+@pytest.fixture(params=["shared memory", "MessageChannel"])
+def transport_server(request):
+    """The site cross-origin isolated (the workers sum through shared memory) or not (MessageChannels)."""
+    return request.getfixturevalue("isolated_server" if request.param == "shared memory" else "server")
+
+
+def test_stop_lands_within_a_token_and_the_text_continues(transport_server, open_site):
+    site = open_site(transport_server, "?workers=2")
     site.generate("ROMEO:\n", wait=False, max_new_tokens=100_000, **SAMPLED)
     site.page.wait_for_function("() => Number(document.querySelector('[data-testid=token-count]').textContent) > 5")
     assert site.stop()
@@ -96,8 +107,9 @@ def test_stop_lands_within_a_token_and_the_text_continues(isolated_server, open_
 
 
 @pytest.mark.parametrize("which", ["follower", "leader"])
-def test_a_killed_worker_takes_the_model_down_and_reload_recovers(isolated_server, open_site, which):
-    site = open_site(isolated_server, "?workers=2")
+def test_a_killed_worker_takes_the_model_down_and_reload_recovers(transport_server, open_site, which):
+    site = open_site(transport_server, "?workers=2")
+    assert site.page.get_attribute("body", "data-workers") == "2"
     site.generate("Terminate me", wait=False, max_new_tokens=100_000, **SAMPLED)
     site.page.wait_for_function("() => Number(document.querySelector('[data-testid=token-count]').textContent) > 0")
     # window.__mambaTest.workers: the leader first, then the follower
@@ -136,13 +148,33 @@ def test_the_workers_setting_is_kept_and_the_query_wins(isolated_server, open_si
     assert site.page.get_attribute("body", "data-workers") == "2"  # the setting
 
 
-def test_without_isolation_the_page_says_why_it_runs_one_worker(server, open_site):
-    site = open_site(server, "?workers=2")
-    assert not site.page.evaluate("self.crossOriginIsolated")
-    assert site.page.get_attribute("body", "data-workers") == "1"
-    assert "not cross-origin isolated" in site.text("workers-note")
-    assert len(site.generate("ROMEO:\n", max_new_tokens=10, **GREEDY)) > 0
-    assert "shard-load" not in {t["type"] for t in site.traffic()}
+def test_without_isolation_two_workers_over_message_channels_write_the_same_text_as_one(server, open_site):
+    one = open_site(server, "?workers=1")
+    two = open_site(server, "?workers=2")
+    assert not two.page.evaluate("self.crossOriginIsolated")
+    assert two.page.get_attribute("body", "data-workers") == "2"
+    assert "MessageChannels" in two.text("workers-note")
+    expected = texts(one)
+    assert texts(two) == expected
+    assert json.loads(two.page.get_attribute("body", "data-shard-heaps"))
+    assert {"shard-load", "shard-ready"} <= {t["type"] for t in two.traffic()}
+    assert two.protocol_problems() == []
+
+
+def test_without_isolation_nor_jspi_the_page_says_why_it_runs_one_worker(server, browser):
+    """A browser that cannot suspend WebAssembly on a promise (no WebAssembly.Suspending)."""
+    site = Site(browser, server)
+    try:
+        site.context.add_init_script("delete WebAssembly.Suspending;")
+        site.open("?workers=2")
+        assert site.state() == "ready", site.text("error")
+        assert site.page.get_attribute("body", "data-workers") == "1"
+        note = site.text("workers-note")
+        assert "not cross-origin isolated" in note and "Promise Integration" in note, note
+        assert len(site.generate("ROMEO:\n", max_new_tokens=10, **GREEDY)) > 0
+        assert "shard-load" not in {t["type"] for t in site.traffic()}
+    finally:
+        site.close()
 
 
 def f16_sharded(folder):
@@ -184,3 +216,52 @@ def test_a_model_too_large_for_one_heap_is_offered_split(isolated_server, server
     assert "too large" in messages[1] and "It fits split across 2 workers" in messages[1], messages[1]
     assert "?workers=2" in messages[1]
     assert "too large" not in messages[2] and "model.safetensors" in messages[2], messages[2]
+
+
+def native_text(path, prompt, params):
+    """What the package generates natively for the page's request (same prompt and settings)."""
+    model, tokenizer = from_pretrained(str(path))
+    session = Session(model, tokenizer)
+    session.begin(prompt, **params)
+    while not session.prefill_step():
+        pass
+    text = ""
+    while not session.done:
+        text += session.advance(1)
+    return text
+
+
+def test_a_model_over_the_worker_limit_loads_on_enough_workers_and_writes_the_native_text(isolated_server, server,
+                                                                                         mount, browser):
+    """The path a mamba-790m-sized model takes (docs/SHARDING.md), on the demo model: its float32
+    weights over the (lowered) limit of one worker, under that of 2."""
+    folder = ROOT / "models" / "shakespeare"
+    float32_bytes = describe_config((folder / "config.json").read_bytes())["float32_bytes"]
+    limit = int(float32_bytes * 0.6)
+    files = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors", "tokenizer.json")}
+    base = isolated_server + mount("shard-limit", {f"m/{name}": data for name, data in files.items()}).removeprefix(server)
+    query = f"?worker_weight_limit={limit}&model=" + urllib.parse.quote(base + "m/", safe=":/")
+    refused = Site(browser, isolated_server)
+    try:
+        refused.open(query + "&workers=1")
+        assert refused.state() == "error"
+        error = refused.text("error")
+        assert "too large" in error and f"at most {limit / 1e9:.1f} GB" in error, error
+        assert "It fits split across 2 workers" in error and "?workers=2" in error, error
+        assert "plan" not in {t["type"] for t in refused.traffic()}  # refused before any weight was fetched
+    finally:
+        refused.close()
+    split = Site(browser, isolated_server)
+    try:
+        split.open(query + "&workers=2")
+        assert split.state() == "ready", split.text("error")
+        assert split.page.get_attribute("body", "data-workers") == "2"
+        heaps = json.loads(split.page.get_attribute("body", "data-shard-heaps"))
+        assert list(heaps) == ["1"]
+        for params in (GREEDY, SAMPLED):
+            text = split.generate("ROMEO:\n", max_new_tokens=30, **params)
+            sent = split.page.evaluate("window.__mambaTest.traffic.filter((t) => t.direction === 'to-worker'"
+                                       " && t.msg.type === 'generate').at(-1).msg.params")
+            assert len(text) > 20 and text == native_text(folder, "ROMEO:\n", sent)
+    finally:
+        split.close()
