@@ -25,7 +25,7 @@ import provision
 
 from .browser import READY_TIMEOUT_S, BenchSite, decode_figures
 from .models import ensure_790m_shaped
-from .shard_page import RECORD_LEADER
+from .shard_page import open_leader
 
 NAME = "mamba-790m-shaped"
 LOAD_TIMEOUT_S = 1800  # 3.2 GB through one worker's download, the cut and two heaps
@@ -101,23 +101,21 @@ def refusal_on_one_worker(browser, site_url, model_url):
 def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log, minutes=None):
     """{ready_s, workers, heap_mb, decode figures, peak_pss_bytes, pss series} of one load + decode."""
     memory = PeakMemory()
-    context = browser.new_context()
-    page = context.new_page()
-    page.add_init_script(RECORD_LEADER)
-    began = time.monotonic()
-    page.goto(f"{site_url}?workers={workers}&model={urllib.parse.quote(model_url, safe=':/')}")
-    page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=LOAD_TIMEOUT_S * 1000)
-    if page.get_attribute("body", "data-state") != "ready":
+    try:
+        context, page, ready_s = open_leader(
+            browser, f"{site_url}?workers={workers}&model={urllib.parse.quote(model_url, safe=':/')}",
+            f"{NAME}, {workers} workers", LOAD_TIMEOUT_S)
+    except Exception:
         memory.stop()
-        raise RuntimeError(f"{NAME}, {workers} workers: {page.text_content('[data-testid=error]')}")
-    ready_s = time.monotonic() - began
+        raise
     load_peak = max((b for _, b in memory.series), default=0)
     log(f"ready after {ready_s:.0f} s, browser PSS peak so far {load_peak / 2**30:.1f} GiB; decoding {n_tokens} tokens")
     params = {"max_new_tokens": n_tokens, "temperature": 0.8, "top_k": 0, "top_p": 1.0,
               "repetition_penalty": 1.0, "seed": 0, "stop_at_eos": False}
     page.evaluate("([params]) => window.__bench.worker.postMessage({type: 'generate', id: 30001, prompt: 'The ', params})",
                   [params])
-    deadline = time.monotonic() + TOKEN_TIMEOUT_S * n_tokens
+    decoding = time.monotonic()
+    deadline = decoding + TOKEN_TIMEOUT_S * n_tokens
     stop_at = time.monotonic() + 60 * minutes if minutes else deadline
     logged = 0
     while True:  # polled: the page's CSP refuses wait_for_function's evaluated strings
@@ -131,7 +129,7 @@ def decode_on_workers(browser, site_url, model_url, workers, n_tokens, log, minu
             stop_at = deadline
         if last and last[1] >= logged + 100:
             logged = last[1]
-            log(f"{logged} tokens after {time.monotonic() - began - ready_s:.0f} s of decoding")
+            log(f"{logged} tokens after {time.monotonic() - decoding:.0f} s of decoding")
     messages = [m for m in page.evaluate("window.__bench.messages") if m.get("id") == 30001]
     if not messages or messages[-1]["type"] != "done":
         memory.stop()

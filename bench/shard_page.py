@@ -48,16 +48,22 @@ RECORD_LEADER = """
 """
 
 
-def measure(browser, url, name, workers, tokenizer, n_tokens, prompt_tokens):
+def open_leader(browser, url, label, timeout_s=READY_TIMEOUT_S):
+    """(context, page, seconds to ready) of the site at `url` in a new context, the leader worker's
+    messages recorded; RuntimeError naming `label` when the page ends in an error."""
     context = browser.new_context()
     page = context.new_page()
     page.add_init_script(RECORD_LEADER)
     began = time.monotonic()
-    page.goto(f"{url}?model={name}&workers={workers}")
-    page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=READY_TIMEOUT_S * 1000)
+    page.goto(url)
+    page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=timeout_s * 1000)
     if page.get_attribute("body", "data-state") != "ready":
-        raise RuntimeError(f"{name}, {workers} workers: {page.text_content('[data-testid=error]')}")
-    ready_s = time.monotonic() - began
+        raise RuntimeError(f"{label}: {page.text_content('[data-testid=error]')}")
+    return context, page, time.monotonic() - began
+
+
+def measure(browser, url, name, workers, tokenizer, n_tokens, prompt_tokens):
+    context, page, ready_s = open_leader(browser, f"{url}?model={name}&workers={workers}", f"{name}, {workers} workers")
     ran = int(page.get_attribute("body", "data-workers"))
 
     def generate(request_id, prompt, max_new_tokens):

@@ -19,7 +19,8 @@ import pytest
 
 import gguf_files
 from conftest import _OverlayHandler
-from mamba_wasm import Session, from_pretrained
+from native_runs import native_text
+from mamba_wasm import from_pretrained
 from mamba_wasm.gguf import read_gguf
 from mamba_wasm.gguf_checkpoint import weight_bytes
 
@@ -71,19 +72,6 @@ def format_bytes(site, n):
 def plan_text(site):
     texts = [t for t in site.page.evaluate("window.__modelInfo") if "GGUF file" in t]
     return texts[-1] if texts else ""
-
-
-def native_text(path, prompt, params):
-    """What the package generates natively for the page's request (same prompt and settings)."""
-    model, tokenizer = from_pretrained(str(path))
-    session = Session(model, tokenizer)
-    session.begin(prompt, **params)
-    while not session.prefill_step():
-        pass
-    text = ""
-    while not session.done:
-        text += session.advance(1)
-    return text
 
 
 def generate_like_native(site, path, prompt, seed, max_new_tokens=24):

@@ -20,7 +20,7 @@ import pytest
 import build
 from checkpoint_files import f16_two_shards
 from conftest import READY_TIMEOUT_MS, ROOT, Site, _OverlayHandler
-from mamba_wasm import Session, from_pretrained
+from native_runs import native_text
 from mamba_wasm.plan import describe_config
 
 GREEDY = {"temperature": 0, "top_k": 0, "top_p": 1, "repetition_penalty": 1, "seed": 1}
@@ -216,19 +216,6 @@ def test_a_model_too_large_for_one_heap_is_offered_split(isolated_server, server
     assert "too large" in messages[1] and "It fits split across 2 workers" in messages[1], messages[1]
     assert "?workers=2" in messages[1]
     assert "too large" not in messages[2] and "model.safetensors" in messages[2], messages[2]
-
-
-def native_text(path, prompt, params):
-    """What the package generates natively for the page's request (same prompt and settings)."""
-    model, tokenizer = from_pretrained(str(path))
-    session = Session(model, tokenizer)
-    session.begin(prompt, **params)
-    while not session.prefill_step():
-        pass
-    text = ""
-    while not session.done:
-        text += session.advance(1)
-    return text
 
 
 def test_a_model_over_the_worker_limit_loads_on_enough_workers_and_writes_the_native_text(isolated_server, server,
