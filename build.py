@@ -731,6 +731,12 @@ class _Server(http.server.ThreadingHTTPServer):
     content_security_policy = None  # sent with every response but scripts; set by make_server
     worker_content_security_policy = None  # sent with scripts
 
+    def handle_error(self, request, client_address):
+        """A browser that left mid-download (a tab closed, a Cancel) is not the server's error: no
+        traceback for it; any other error is printed as usual."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 def make_server(directory=DIST, host="127.0.0.1", port=8000, handler=StaticHandler, isolated=False):
     """A threading HTTP server for `directory`; port 0 picks a free one. isolated: every response

@@ -3,7 +3,9 @@ port 0 over a folder laid out like dist/, asked with raw HTTP so no client clean
 
 import http.client
 import os
+import socket
 import threading
+import time
 
 import pytest
 
@@ -149,3 +151,17 @@ def test_byte_ranges_are_answered_with_that_part(site):
     os.symlink(site[3] / "secret.txt", site[2] / "leak.gguf")
     status, _, body = get(site, "/leak.gguf", headers=[("Range", "bytes=0-3")])
     assert status == 404 and b"secr" not in body
+
+
+def test_a_browser_that_hangs_up_mid_download_leaves_no_traceback(site, capfd):
+    """A tab closed during a big download (the e2e tests close pages mid-download all the time) is
+    not a server error: no traceback; the server keeps serving."""
+    (site[2] / "big.bin").write_bytes(os.urandom(32 * 2**20))
+    for _ in range(3):
+        with socket.create_connection(site[:2], timeout=10) as s:
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+    time.sleep(0.5)  # the handler threads meet the closed sockets
+    assert get(site, "/worker.js")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
