@@ -52,7 +52,8 @@ def sandbox(tmp_path, monkeypatch):
         log("peer stage")
         peer = {"decode_tok_s": 10.0, "ready_s": 1.0, "read_s": 0.5, "renderer_peak_mb": 300.0}
         ours = {**peer, "decode_tok_s": 15.0}
-        return ({"Q8_0": {"ours": ours, "wllama_1": peer, "wllama_2": {**peer, "decode_tok_s": 20.0}}},
+        return ({"Q8_0": {"ours": ours, "ours_numpy": {**peer, "decode_tok_s": 7.5}, "wllama_1": peer,
+                          "wllama_2": {**peer, "decode_tok_s": 20.0}}},
                 {"Q8_0": 143_000_000})
 
     monkeypatch.setattr(bench_main.browser, "run", browser_run)
@@ -88,7 +89,7 @@ def test_a_full_run_writes_the_docs_and_the_plot(sandbox, capsys):
     assert "Split across workers (mamba-130m-shaped" in doc
     assert (tmp_path / "docs" / "benchmarks.png").stat().st_size > 0
     assert ("wllama", bench_main.PEER_TOKENS) in runs  # the peer is part of a full run, at its own length
-    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 10.0 | 20.0 | 1.50x | 0.75x |" in doc
+    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 7.5 | 10.0 | 20.0 | 1.50x | 0.75x | 2.00x |" in doc
     assert "Q8_0: our decode / wllama's single thread = 1.50x (target ≥ 1.2x: met)" in doc
     assert (tmp_path / "docs" / "benchmarks-peer.png").stat().st_size > 0
     assert "wrote docs/BENCHMARKS.md and the plots beside it" in capsys.readouterr().out
@@ -100,6 +101,6 @@ def test_the_peer_alone_prints_its_table_and_writes_no_docs(sandbox, capsys):
     bench_main.main(["--quick", "--engines", "wllama"])
     out = capsys.readouterr().out
     assert runs == [("wllama", bench_main.PEER_TOKENS)]  # no checkpoint made, no other engine run
-    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 10.0 | 20.0 | 1.50x | 0.75x |" in out
+    assert "| Q8_0 (143 MB) | decode tok/s | 15.0 | 7.5 | 10.0 | 20.0 | 1.50x | 0.75x | 2.00x |" in out
     assert (tmp_path / "docs" / "BENCHMARKS.md").read_bytes() == before
     assert not (tmp_path / "docs" / "benchmarks-peer.png").exists()

@@ -95,7 +95,9 @@ export async function load(state, msg, send, signal) {
   }
   if (startsPython) {
     try {
-      state.runtime = await startRuntime(manifest, fileOf, busy, lap);
+      // Split across workers without shared memory, it waits on their messages (port-transport.js).
+      const suspends = msg.workers > 1 && !self.crossOriginIsolated;
+      state.runtime = await startRuntime(manifest, fileOf, busy, lap, { suspends });
     } catch (error) {
       await downloads;  // a failed download is the cause to report, not what it did to the start
       throw error;

@@ -80,18 +80,21 @@ float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 // worker's life, start: "snapshot" | "normal", startSource: "saved" | "built" (which snapshot) or "",
 // startNote: why a snapshot was not used (each tried, or that none was saved; "" when the first was),
 // projections: which code multiplies ("wasm-simd128" or "numpy"), projectionsNote: why not the
-// kernels ("" when they run)}.
-export async function startRuntime(manifest, fileOf, busy, lap) {
+// kernels ("" when they run)}. suspends: this worker will wait on other workers' messages with
+// run_sync (port-transport.js), so Python starts normally, without any snapshot: a restored heap
+// keeps the JSPI support of the Python that made it, and the site's was made under Node, without
+// it (as is a saved copy of it).
+export async function startRuntime(manifest, fileOf, busy, lap, { suspends = false } = {}) {
   const wasm = compileWasm(fileOf("pyodide/pyodide.asm.wasm"));
   const hashes = {};
   for (const [name, path] of Object.entries({ ...SNAPSHOT_INPUTS, numpy: manifest.numpy, package: manifest.package })) {
     hashes[name] = manifest.files[path].sha256;
   }
-  const cache = await openCache();
+  const cache = suspends ? null : await openCache();
   const key = snapshotKey(self.location.href, hashes);
   // The site's snapshot (build.py: made from the files of `made_from`) downloads beside the runtime
   // when none is saved here (a first visit).
-  const built = madeFrom(manifest.snapshot, hashes) ? () => fileOf(manifest.snapshot.file) : null;
+  const built = !suspends && madeFrom(manifest.snapshot, hashes) ? () => fileOf(manifest.snapshot.file) : null;
   if (built && !(cache && await cache.match(key).catch(() => null))) built();
   const { loadPyodide } = await importBytes(await fileOf("pyodide/pyodide.mjs"));
   await importBytes(await fileOf("pyodide/pyodide.asm.js"));  // defines _createPyodideModule: not fetched again
@@ -128,7 +131,7 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
     restoreFetch();
     restoreCreate();
   }
-  started.saving.then(({ note }) => { if (note) console.warn(note); });
+  started.saving.then(({ note }) => { if (note && !suspends) console.warn(note); });
   const { pyodide } = started;
   const kernels = await installKernels(pyodide, memory, fileOf(KERNELS_FILE), kernelsWanted(self.location));
   const mambaWasm = pyodide.pyimport("mamba_wasm");
@@ -149,7 +152,7 @@ export async function startRuntime(manifest, fileOf, busy, lap) {
     sys: pyodide.pyimport("sys"),
   };
   return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startSource: started.source,
-    startNote: started.note,
+    startNote: suspends ? "no snapshot: this worker waits on other workers' messages (JSPI)" : started.note,
     projections: kernels.backend, projectionsNote: kernels.note };
 }
 

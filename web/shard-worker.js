@@ -25,7 +25,8 @@ async function startFollowerRuntime() {
   const manifest = await fetchManifest();
   // Python starts while the rest downloads.
   const fileOf = runtimeFiles((path) => fetchVerified(manifest, path, () => {}, undefined));
-  return startRuntime(manifest, fileOf, () => {}, () => {});
+  // Without shared memory (no cross-origin isolation) it waits on the others' messages (port-transport.js).
+  return startRuntime(manifest, fileOf, () => {}, () => {}, { suspends: !self.crossOriginIsolated });
 }
 
 const runtimeStarted = startFollowerRuntime();
