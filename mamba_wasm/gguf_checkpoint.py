@@ -203,7 +203,7 @@ def load_gguf_weights(gguf, config, packed=False):
         names = ", ".join(repr(name) for name in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
         raise GGUFError(f"{source}: unexpected tensors {names} (do the metadata describe this file?)")
 
-    def take(key, shape, packable=False):
+    def take(key, shape):
         tensor = tensors.get(key)
         if tensor is None:
             raise GGUFError(f"{source}: missing tensor {key!r}")
@@ -213,18 +213,18 @@ def load_gguf_weights(gguf, config, packed=False):
             raise GGUFError(
                 f"{source}: tensor {key!r} has type {tensor.ggml_type.name}; supported: {', '.join(SUPPORTED)}"
             )
-        if packed and packable and tensor.ggml_type.name in PACKED:
-            matrix = PACKED[tensor.ggml_type.name].from_bytes(tensor.data, shape)
-            if not matrix.all_finite():
-                raise GGUFError(f"{source}: tensor {key!r} holds non-finite values (inf or nan)")
-            return matrix
-        array = dequantize(tensor.data, tensor.ggml_type, shape)
-        if not np.isfinite(array).all():
+        if packed and tensor.ggml_type.name in PACKED and _packable(key):
+            value = PACKED[tensor.ggml_type.name].from_bytes(tensor.data, shape)
+            finite = value.all_finite()
+        else:
+            value = dequantize(tensor.data, tensor.ggml_type, shape)
+            finite = np.isfinite(value).all()
+        if not finite:
             raise GGUFError(f"{source}: tensor {key!r} holds non-finite values (inf or nan)")
-        return array
+        return value
 
     architecture = ARCHITECTURES[gguf.metadata["general.architecture"]]
-    embedding = take(EMBEDDING_KEY, (config.vocab_size, config.d_model), packable=True)
+    embedding = take(EMBEDDING_KEY, (config.vocab_size, config.d_model))
     layers = []
     for i in range(config.n_layer):
         fields = {}
@@ -232,13 +232,13 @@ def load_gguf_weights(gguf, config, packed=False):
             if spec is None:
                 fields[field] = None
             elif spec[0] in PACKABLE_LAYER_KEYS:  # a matrix, kept as the file shapes it
-                fields[field] = take(LAYER_PREFIX.format(i=i) + spec[0], spec[1], packable=True)
+                fields[field] = take(LAYER_PREFIX.format(i=i) + spec[0], spec[1])
             else:
                 fields[field] = take(LAYER_PREFIX.format(i=i) + spec[0], spec[1]).reshape(spec[2])
         layers.append(architecture.layer_weights(**fields))
     norm_f = take(NORM_F_KEY, (config.d_model,))
     shape = (config.vocab_size, config.d_model)
-    lm_head = embedding if config.tie_embeddings else take(LM_HEAD_KEY, shape, packable=True)
+    lm_head = embedding if config.tie_embeddings else take(LM_HEAD_KEY, shape)
     return MambaWeights(embedding=embedding, layers=tuple(layers), norm_f=norm_f, lm_head=lm_head)
 
 
@@ -256,6 +256,7 @@ def weight_bytes(gguf, packed):
 
 
 def _packable(name):
+    """Whether the tensor `name` is one the loader may keep packed (the loader and weight_bytes agree)."""
     return name in (EMBEDDING_KEY, LM_HEAD_KEY) or name.split(".", 2)[-1] in PACKABLE_LAYER_KEYS
 
 

@@ -79,9 +79,6 @@ class F16Matrix:
         return self.half.astype(np.float32)
 
 
-PACKED_TYPES = (Q8Matrix, F16Matrix)
-
-
 def project_dequantized(x, weight):
     """x (..., in) by a packed weight (out, in) through NumPy: (..., out). The reference the
     kernels are tested against, and the path where no kernel runs."""
