@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from mamba_wasm import kernels
-from mamba_wasm.packed import F16Matrix, Q8Matrix
+from mamba_wasm.packed import Q8Matrix
 
 rng = np.random.default_rng(0)
 SHAPES = {"in_proj (3072x768)": (3072, 768), "out_proj (768x1536)": (768, 1536), "x_proj (80x1536)": (80, 1536),
@@ -31,17 +31,17 @@ def q8(out, n_in):
 
 
 assert kernels.backend() == "wasm-simd128", "run with --kernels"
-print("| matrix | l | einsum f32 (ms) | kernel f32 | kernel F16 | kernel Q8_0 | f32 speed-up | Q8_0 speed-up |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| matrix | l | einsum f32 (ms) | kernel f32 | kernel Q8_0 | f32 speed-up | Q8_0 speed-up |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for label, (out, n_in) in SHAPES.items():
     w = rng.standard_normal((out, n_in)).astype(np.float32)
-    packed = {"f16": F16Matrix(half=w.astype(np.float16)), "q8": q8(out, n_in)}
+    packed = q8(out, n_in)
     for l in (1, 64) if out * n_in < 10**7 else (1,):
         x = rng.standard_normal(n_in if l == 1 else (l, n_in)).astype(np.float32)
         repeat = max(2, int(2e8 / (out * n_in * l)))
         t_einsum = seconds(lambda: np.einsum("...j,ij->...i", x, w), repeat)
-        t = {name: seconds(lambda m=m: kernels.project(x, m), repeat) for name, m in (("f32", w), *packed.items())}
-        print(f"| {label} | {l} | {t_einsum * 1e3:.3f} | {t['f32'] * 1e3:.3f} | {t['f16'] * 1e3:.3f} | {t['q8'] * 1e3:.3f} "
+        t = {name: seconds(lambda m=m: kernels.project(x, m), repeat) for name, m in (("f32", w), ("q8", packed))}
+        print(f"| {label} | {l} | {t_einsum * 1e3:.3f} | {t['f32'] * 1e3:.3f} | {t['q8'] * 1e3:.3f} "
               f"| {t_einsum / t['f32']:.2f}x | {t_einsum / t['q8']:.2f}x |")
 small, x = rng.standard_normal((4, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
 print(f"\ncall: kernels.project on 4x32 {seconds(lambda: kernels.project(x, small), 20000) * 1e6:.1f} us; "

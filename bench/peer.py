@@ -8,9 +8,9 @@ with llama.cpp's own converter):
     and loaded, then 128 tokens decoded greedily, streamed;
   - our page (dist/, as users get it) opened on `?model=URL of the .gguf`, in a fresh browser
     context: Python starts, the file's header is read for the plan, the file is downloaded, saved
-    in the Cache API and loaded: Q8_0 and F16 matrices kept as the file holds them and multiplied by
-    the SIMD kernels (web/kernels/matmul.wat), F32 ones as they are; then the same number of tokens,
-    greedily;
+    in the Cache API and loaded: Q8_0 matrices kept as the file holds them, F16 ones widened to
+    float32 at load, F32 ones as they are, all multiplied by the SIMD kernels (web/kernels/matmul.wat);
+    then the same number of tokens, greedily;
   - our page again with `?kernel=0` (the page before the kernels: every matrix dequantized to
     float32 at load, NumPy's einsum multiplies), the before/after row.
 Decode speed is timed the same way for both, from the page's side: tokens after the first over

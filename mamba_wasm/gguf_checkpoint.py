@@ -32,9 +32,11 @@ Falcon-Mamba (`mamba.ssm.dt_b_c_rms` true: RMSNorms on dt, B and C) is refused.
 
 Memory: tensors are dequantized one at a time (gguf_quants.py), so the peak is the file bytes plus
 the float32 model plus the temporaries of one chunk; F32 tensors stay views of the file bytes. In
-the browser with its SIMD kernels (load_gguf_model(packed=True)) Q8_0 and F16 matrices stay views of
-the file bytes too (packed.py): the model then takes about the file's size, plus float32 for the
-matrices of other types (Q4_0, Q4_K, Q6_K are always dequantized: no kernel takes them).
+the browser with its SIMD kernels (load_gguf_model(packed=True)) Q8_0 matrices stay views of the
+file bytes too (packed.py): a Q8_0 model then takes about the file's size, plus float32 for the
+matrices of other types. F16, BF16, Q4_0, Q4_K and Q6_K are always widened or dequantized to
+float32: the float32 kernel decodes faster than widening halves at every token did (packed.py), and
+no kernel takes the others.
 """
 
 import math
@@ -48,7 +50,7 @@ from .gguf import read_gguf
 from .gguf_quants import SUPPORTED, dequantize
 from .mamba2 import Mamba2
 from .model import Mamba
-from .packed import F16Matrix, Q8Matrix
+from .packed import Q8Matrix
 from .weights import LayerWeights, Mamba2LayerWeights, MambaWeights
 
 EMBEDDING_KEY = "token_embd.weight"
@@ -56,9 +58,9 @@ NORM_F_KEY = "output_norm.weight"
 LM_HEAD_KEY = "output.weight"
 LAYER_PREFIX = "blk.{i}."
 # What load_gguf_weights(packed=True) keeps as the file stores it: the matrices every token multiplies
-# by (and the embedding, a tied lm_head), when their type is one the kernels take.
+# by (and the embedding, a tied lm_head), when their type is in PACKED (a packed kernel takes it).
 PACKABLE_LAYER_KEYS = ("ssm_in.weight", "ssm_x.weight", "ssm_dt.weight", "ssm_out.weight")
-PACKED = {"Q8_0": Q8Matrix, "F16": F16Matrix}
+PACKED = {"Q8_0": Q8Matrix}
 
 # config field -> (metadata key after "<architecture>.", Python type), for both architectures
 COMMON_KEYS = {
@@ -155,7 +157,7 @@ def is_gguf(name):
 
 def load_gguf_model(gguf, packed=False):
     """A Mamba from a GGUFFile (mamba_wasm.gguf.read_gguf), or from the file's bytes. packed: keep
-    Q8_0 and F16 matrices as the file holds them (packed.py; for the browser's SIMD kernels)."""
+    Q8_0 matrices as the file holds them (packed.py; for the browser's SIMD kernels)."""
     gguf = gguf if hasattr(gguf, "tensors") else read_gguf(gguf)
     config = config_from_gguf(gguf)
     weights = load_gguf_weights(gguf, config, packed)
@@ -192,8 +194,8 @@ def config_from_gguf(gguf):
 
 def load_gguf_weights(gguf, config, packed=False):
     """Read, check and dequantize every tensor the config implies into MambaWeights; with `packed`,
-    the matrices that are Q8_0 or F16 (the embedding, lm_head and PACKABLE_LAYER_KEYS) stay in that
-    form, views of the file's bytes."""
+    the matrices that are Q8_0 (the embedding, lm_head and PACKABLE_LAYER_KEYS) stay in that form,
+    views of the file's bytes."""
     source, tensors = gguf.source, gguf.tensors
     if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
         raise GGUFError(f"{source}: the metadata says {config.n_layer} layers, but the file holds only {len(tensors)} tensors")
@@ -244,7 +246,7 @@ def load_gguf_weights(gguf, config, packed=False):
 
 def weight_bytes(gguf, packed):
     """The bytes the weights of `gguf` (its tensor table is enough) take once loaded: a tensor the
-    loader keeps as the file holds it (F32 always; Q8_0 and F16 matrices when `packed`) its bytes
+    loader keeps as the file holds it (F32 always; Q8_0 matrices when `packed`) its bytes
     in the file, any other its numbers as float32."""
     total = 0
     for name, tensor in gguf.tensors.items():

@@ -17,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from .packed import F16Matrix, Q8Matrix, project_dequantized
+from .packed import Q8Matrix, project_dequantized
 
 _kernels = None  # WasmKernels once the worker called use()
 
@@ -75,7 +75,7 @@ class _KnownWeight:
 
 class WasmKernels:
     def __init__(self, exports):
-        self._kernel = {Q8Matrix: exports.matmul_q8, F16Matrix: exports.matmul_f16, np.ndarray: exports.matmul_f32}
+        self._kernel = {Q8Matrix: exports.matmul_q8, np.ndarray: exports.matmul_f32}
         self._x = _Scratch()
         self._y = _Scratch()
         self._rounded = _Scratch()  # matmul_q8's x rounded to 16 bits and its scales: 2.125 bytes a number
@@ -103,8 +103,6 @@ class WasmKernels:
         kind = type(weight)
         if kind is Q8Matrix:
             data = weight.blocks
-        elif kind is F16Matrix:
-            data = weight.half
         elif kind is np.ndarray and weight.dtype == np.float32 and weight.ndim == 2:
             data = weight
         else:

@@ -1,16 +1,21 @@
-"""Weight matrices kept in a .gguf file's own narrow form (8-bit Q8_0, 16-bit F16) instead of float32.
+"""Weight matrices kept in a .gguf file's own 8-bit form (Q8_0) instead of float32.
 
 In the browser the projections stream every weight from memory once per token, so a matrix of int8
-plus one float16 scale per 32 numbers (1.0625 bytes a number) or of float16 (2 bytes) is read 3.8x or 2x
-faster than float32, and takes that much less memory; the SIMD kernels (web/kernels/matmul.wat,
-kernels.py) multiply them without making a float32 copy. The loader keeps matrices packed only when
-asked (gguf_checkpoint.load_gguf_model(packed=True): the worker asks when the kernels run).
+plus one float16 scale per 32 numbers (1.0625 bytes a number) is read 3.8x faster than float32, and
+takes that much less memory; the SIMD kernels (web/kernels/matmul.wat, kernels.py) multiply it without
+making a float32 copy. The loader keeps matrices packed only when asked
+(gguf_checkpoint.load_gguf_model(packed=True): the worker asks when the kernels run).
 
-Both types stand where a float32 (out, in) array stands in MambaWeights: `_project` (model.py)
-multiplies by them, `matrix[ids]` gives float32 rows (the embedding lookup of a tied lm_head), and
-`.shape`, `.size`, `.nbytes` are those of the stored form. Natively (tests, command line) they
-multiply through NumPy by dequantizing first: exact, but slow for big matrices, so the native
-loader leaves them unpacked. Both are views of the file's bytes: keeping them packed costs no copy.
+F16 matrices are not kept: widening every half to float32 inside the dot product cost more than
+reading twice the bytes, so an F16 kernel decoded slower than the float32 one on the same model
+(10.6 against 14.3 tok/s, mamba-130m-shaped, docs/BENCHMARKS.md); they are widened once at load
+(exact) and take float32's memory.
+
+Q8Matrix stands where a float32 (out, in) array stands in MambaWeights: `_project` (model.py)
+multiplies by it, `matrix[ids]` gives float32 rows (the embedding lookup of a tied lm_head), and
+`.shape`, `.size`, `.nbytes` are those of the stored form. Natively (tests, command line) it
+multiplies through NumPy by dequantizing first: exact, but slow for big matrices, so the native
+loader leaves matrices unpacked. It is a view of the file's bytes: keeping it packed costs no copy.
 """
 
 from dataclasses import dataclass
@@ -52,31 +57,6 @@ class Q8Matrix:
     def dequantize(self):
         """The float32 (out, in) matrix."""
         return self[slice(None)]
-
-
-@dataclass(frozen=True, eq=False)
-class F16Matrix:
-    """W as IEEE float16: widened to float32 exactly, number by number."""
-
-    half: np.ndarray  # (out, in) float16, C-contiguous: a view of the file's bytes, no copy
-
-    @classmethod
-    def from_bytes(cls, raw, shape):
-        return cls(half=raw.view("<f2").reshape(shape))
-
-    shape = property(lambda self: self.half.shape)
-    size = property(lambda self: self.half.size)
-    ndim = 2
-    nbytes = property(lambda self: self.half.nbytes)
-
-    def all_finite(self):
-        return bool(np.isfinite(self.half).all())
-
-    def __getitem__(self, rows):
-        return self.half[rows].astype(np.float32)
-
-    def dequantize(self):
-        return self.half.astype(np.float32)
 
 
 def project_dequantized(x, weight):

@@ -1,7 +1,8 @@
-"""Q8_0 and F16 matrices kept as a .gguf file holds them (mamba_wasm/packed.py), natively: they
-must be the very numbers the float32 load gives (exact dequantization), and a model loaded packed
-must compute what the float32 one computes. In the browser the SIMD kernels multiply by them
-(tests/test_kernels_pyodide.py runs the real kernels); here NumPy does, on the dequantized matrix."""
+"""Q8_0 matrices kept as a .gguf file holds them (mamba_wasm/packed.py), natively: they must be
+the very numbers the float32 load gives (exact dequantization), and a model loaded packed must
+compute what the float32 one computes. In the browser the SIMD kernels multiply by them
+(tests/test_kernels_pyodide.py runs the real kernels); here NumPy does, on the dequantized matrix.
+Every other type, F16 included, is loaded as float32 even when packing is asked for."""
 
 import os
 
@@ -10,10 +11,10 @@ import pytest
 
 from mamba_wasm.errors import GGUFError
 from mamba_wasm.gguf import read_gguf
-from mamba_wasm.gguf_checkpoint import load_gguf_model
+from mamba_wasm.gguf_checkpoint import load_gguf_model, weight_bytes
 from mamba_wasm.gguf_quants import GGML_TYPES, dequantize
 from mamba_wasm.model import _project
-from mamba_wasm.packed import F16Matrix, Q8Matrix
+from mamba_wasm.packed import Q8Matrix
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GGUF_DIR = os.path.join(HERE, "fixtures", "gguf")
@@ -37,21 +38,8 @@ def test_q8_matrix_is_the_dequantized_tensor_exactly():
     assert np.array_equal(matrix[np.array([4, 0, 4])], dense[[4, 0, 4]])  # rows of a prompt
 
 
-def test_f16_matrix_is_the_widened_tensor_exactly():
-    half = (rng.standard_normal((7, 17)) * np.exp(rng.uniform(-20, 5, (7, 17)))).astype(np.float16)
-    raw = half.view(np.uint8).reshape(-1)
-    matrix = F16Matrix.from_bytes(raw, (7, 17))
-    assert matrix.nbytes == 7 * 17 * 2 and matrix.shape == (7, 17)
-    assert np.array_equal(matrix.dequantize(), dequantize(raw, GGML_TYPES[1], (7, 17)))
-    assert np.array_equal(matrix[np.array([6, 1])], half[[6, 1]].astype(np.float32))
-
-
-@pytest.mark.parametrize("kind", ["q8_0", "f16"])
-def test_projection_by_a_packed_matrix_is_the_float32_one(kind):
-    if kind == "q8_0":
-        matrix = Q8Matrix.from_bytes(q8_bytes(33, 64), (33, 64))
-    else:
-        matrix = F16Matrix(half=rng.standard_normal((33, 64)).astype(np.float16))
+def test_projection_by_a_packed_matrix_is_the_float32_one():
+    matrix = Q8Matrix.from_bytes(q8_bytes(33, 64), (33, 64))
     dense = matrix.dequantize()
     for x in (rng.standard_normal(64).astype(np.float32), rng.standard_normal((5, 64)).astype(np.float32)):
         assert np.array_equal(_project(x, matrix), _project(x, dense))
@@ -74,13 +62,31 @@ def test_a_model_loaded_packed_computes_what_the_float32_load_does(name):
     dense = load_gguf_model(read_gguf(data, name))
     packed = load_gguf_model(read_gguf(data, name), packed=True)
     kinds = {type(packed.weights.layers[0].in_proj), type(packed.weights.lm_head)}
-    if "Q4_0" in name:
-        assert kinds == {np.ndarray}  # no kernel takes Q4_0: dequantized as before
-    else:
-        assert kinds & {Q8Matrix, F16Matrix}, kinds
+    if "Q8_0" in name:
+        assert Q8Matrix in kinds, kinds
         assert packed.weights.n_params == dense.weights.n_params
+    else:  # F16 widened at load for the float32 kernel; no kernel takes Q4_0: both float32
+        assert kinds == {np.ndarray}, kinds
+        assert all(m.dtype == np.float32 for m in (packed.weights.layers[0].in_proj, packed.weights.lm_head))
     ids = [1, 5, 2, 7, 3]
     assert np.array_equal(packed.forward(ids), dense.forward(ids))
     state_a, state_b = packed.new_state(), dense.new_state()
     for token in ids:
         assert np.array_equal(packed.step(token, state_a), dense.step(token, state_b))
+
+
+@pytest.mark.parametrize("name", ["hf_tied_bias-Q8_0.gguf", "mamba2_hf_untied-Q8_0.gguf", "original_layout-F16.gguf",
+                                  "bf16-BF16.gguf", "hf_tied_bias-F32.gguf", "kquant-Q4_K_M.gguf"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_weight_bytes_is_what_the_loaded_weights_take(name, packed):
+    """The plan's memory figure (plan.describe_gguf, from the tensor table alone) is the bytes of the
+    arrays the loader makes: an F16 file's matrices as float32 (4 bytes a number) even when packed."""
+    gguf = read_gguf(open(os.path.join(GGUF_DIR, name), "rb").read(), name)
+    weights = load_gguf_model(gguf, packed=packed).weights
+    arrays = {id(a): a for a in [weights.embedding, weights.norm_f, weights.lm_head]
+              + [v for layer in weights.layers for v in vars(layer).values() if v is not None]}
+    assert weight_bytes(gguf, packed) == sum(a.nbytes for a in arrays.values())
+    if "Q8_0" not in name or not packed:
+        assert weight_bytes(gguf, packed) == 4 * weights.n_params
+    else:
+        assert weight_bytes(gguf, packed) < 4 * weights.n_params

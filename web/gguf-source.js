@@ -27,8 +27,9 @@ const DESCRIPTION_FIELDS = ["architecture", "n_params", "float32_bytes", "state_
 
 export const isGgufName = (name) => /\.gguf$/i.test(name);
 
-// Whether Q8_0 and F16 matrices stay as the file holds them (mamba_wasm/packed.py): when the SIMD
-// kernels multiply by them; NumPy alone would have to dequantize them at every token.
+// Whether Q8_0 matrices stay as the file holds them (mamba_wasm/packed.py): when the SIMD kernels
+// multiply by them; NumPy alone would have to dequantize them at every token. F16 matrices are
+// widened to float32 at load either way (the float32 kernel is the faster one).
 const keepsPacked = (runtime) => runtime.projections === "wasm-simd128";
 
 // The .gguf file of `text` (a URL), normalised (no query; a Hugging Face blob/ page -> resolve/);

@@ -67,7 +67,7 @@ export const TO_PAGE = {
       total_bytes: "number", saved: "boolean", description: DESCRIPTION,
       // a llama.cpp .gguf file: format "gguf" and how its matrices are stored ("Q8_0", "F16",
       // "Q4_K/Q6_K mix"); weight_bytes what its weights take in memory as this worker loads them
-      // (Q8_0 and F16 matrices kept as they are for the SIMD kernels, others dequantized to float32)
+      // (Q8_0 matrices kept as they are for the SIMD kernels, others dequantized to float32)
       format: "string?", quantization: "string?", weight_bytes: "number?",
     },
   },

@@ -142,20 +142,28 @@ def test_by_model_query_the_plan_from_byte_ranges_then_saved(new_site, mount, ti
     assert generate_like_native(site, FIXTURES / Q8, "The cat sat", seed=3) == first
 
 
-@pytest.mark.parametrize("name", [Q8, "original_layout-F16.gguf"])
-def test_without_the_kernels_the_matrices_are_float32_and_the_text_the_same(new_site, mount, name):
-    """?kernel=0: NumPy multiplies, every matrix is dequantized at load (the plan says float32), and
-    the seeded text is still the native package's (as it is with the kernels, above and below)."""
+@pytest.mark.parametrize("name, kernels", [(Q8, False), ("original_layout-F16.gguf", True),
+                                           ("original_layout-F16.gguf", False)])
+def test_float32_matrices_the_plan_says_so_and_the_text_is_the_same(new_site, mount, name, kernels):
+    """Every matrix is float32 in memory: an F16 file's, widened at load, with the SIMD kernels or
+    without (the float32 kernel multiplies them); a Q8_0 file's with ?kernel=0 (NumPy multiplies:
+    dequantized at load). The plan says float32, and the seeded text is still the native package's."""
     data = fixture(name)
-    url = serve_file(mount, "gguf-nokernel", name, data)
+    url = serve_file(mount, f"gguf-f32-{'kernels' if kernels else 'numpy'}", name, data)
     site = recorded_site(new_site)
-    site.open("?kernel=0&model=" + urllib.parse.quote(url, safe=":/"))
+    site.open(("?model=" if kernels else "?kernel=0&model=") + urllib.parse.quote(url, safe=":/"))
     assert site.state() == "ready", site.text("error")
     timings = json_attribute(site, "data-timings")
-    assert timings["projections"] == "numpy" and "?kernel=0" in timings["projections_note"], timings
+    if kernels:
+        assert timings["projections"] == "wasm-simd128", timings
+    else:
+        assert timings["projections"] == "numpy" and "?kernel=0" in timings["projections_note"], timings
     model, _ = from_pretrained(str(FIXTURES / name))
-    assert json_attribute(site, "data-model-plan")["weight_bytes"] == 4 * model.n_params
-    assert f"{format_bytes(site, 4 * model.n_params)} in memory as float32 after dequantisation" in plan_text(site)
+    plan = json_attribute(site, "data-model-plan")
+    assert plan["weight_bytes"] == weight_bytes(read_gguf(data, name), packed=kernels) == 4 * model.n_params
+    text = plan_text(site)
+    assert f"{format_bytes(site, len(data))} to download; " in text, text
+    assert f"{format_bytes(site, 4 * model.n_params)} in memory as float32 after dequantisation" in text, text
     generate_like_native(site, FIXTURES / name, "The cat sat", seed=3)
     site.close()
 
