@@ -31,12 +31,15 @@ Where the file differs from the HF layout (each undone or used as is below):
 Falcon-Mamba (`mamba.ssm.dt_b_c_rms` true: RMSNorms on dt, B and C) is refused.
 
 Memory: tensors are dequantized one at a time (gguf_quants.py), so the peak is the file bytes plus
-the float32 model plus the temporaries of one chunk; F32 tensors stay views of the file bytes. In
-the browser with its SIMD kernels (load_gguf_model(packed=True)) Q8_0 matrices stay views of the
-file bytes too (packed.py): a Q8_0 model then takes about the file's size, plus float32 for the
-matrices of other types. F16, BF16, Q4_0, Q4_K and Q6_K are always widened or dequantized to
-float32: the float32 kernel decodes faster than widening halves at every token did (packed.py), and
-no kernel takes the others.
+the float32 model plus the temporaries of one chunk. In the browser with its SIMD kernels
+(load_gguf_model(packed=True)) Q8_0 matrices stay views of the file bytes (packed.py): a Q8_0 model
+then takes about the file's size, plus float32 for the matrices of other types. F16, BF16, Q4_0,
+Q4_K and Q6_K are always widened or dequantized to float32: the float32 kernel decodes faster than
+widening halves at every token did (packed.py), and no kernel takes the others. F32 tensors stay
+views of the file bytes when the model keeps the file anyway (an F32 matrix, or a packed one), and
+are copied otherwise (norms, conv, A, D: about 1% of the model), so that a file whose matrices are
+all widened or dequantized is freed once loaded (an F16 file's model takes its float32 size, not
+that plus the file). weight_bytes says what stays, from the tensor table alone.
 """
 
 import math
@@ -197,6 +200,7 @@ def load_gguf_weights(gguf, config, packed=False):
     the matrices that are Q8_0 (the embedding, lm_head and PACKABLE_LAYER_KEYS) stay in that form,
     views of the file's bytes."""
     source, tensors = gguf.source, gguf.tensors
+    keeps_file = _keeps_file(gguf, packed)
     if config.n_layer > len(tensors):  # every layer has several tensors; don't list a billion names
         raise GGUFError(f"{source}: the metadata says {config.n_layer} layers, but the file holds only {len(tensors)} tensors")
     expected = _expected_keys(config, ARCHITECTURES[gguf.metadata["general.architecture"]])
@@ -220,6 +224,8 @@ def load_gguf_weights(gguf, config, packed=False):
             finite = value.all_finite()
         else:
             value = dequantize(tensor.data, tensor.ggml_type, shape)
+            if tensor.ggml_type.name == "F32" and not keeps_file and np.may_share_memory(value, tensor.data):
+                value = value.copy()  # a view would hold the whole file in memory
             finite = np.isfinite(value).all()
         if not finite:
             raise GGUFError(f"{source}: tensor {key!r} holds non-finite values (inf or nan)")
@@ -245,16 +251,31 @@ def load_gguf_weights(gguf, config, packed=False):
 
 
 def weight_bytes(gguf, packed):
-    """The bytes the weights of `gguf` (its tensor table is enough) take once loaded: a tensor the
-    loader keeps as the file holds it (F32 always; Q8_0 matrices when `packed`) its bytes
-    in the file, any other its numbers as float32."""
+    """The bytes the weights of `gguf` (its tensor table is enough) take once loaded: the file's
+    tensor bytes when the loader keeps views of them (_keeps_file), plus the numbers of every tensor
+    it does not keep as a view (widened or dequantized) as float32."""
+    keeps_file = _keeps_file(gguf, packed)
     total = 0
     for name, tensor in gguf.tensors.items():
         numbers = math.prod(tensor.shape)
         kind = tensor.ggml_type
-        kept = kind.name == "F32" or (packed and kind.name in PACKED and _packable(name))
-        total += numbers // kind.block_size * kind.type_size if kept else 4 * numbers
+        in_file = numbers // kind.block_size * kind.type_size
+        if keeps_file:
+            total += in_file
+        if not (keeps_file and _viewed(name, kind, packed)):
+            total += 4 * numbers
     return total
+
+
+def _keeps_file(gguf, packed):
+    """Whether the loaded model keeps views of the file's bytes: when a matrix is kept as the file
+    holds it (F32, or packed). Then its F32 tensors are views too; else they are copied."""
+    return any(_packable(name) and _viewed(name, tensor.ggml_type, packed) for name, tensor in gguf.tensors.items())
+
+
+def _viewed(name, kind, packed):
+    """Whether the tensor `name` of type `kind` is a view of the file when the model keeps the file."""
+    return kind.name == "F32" or (packed and kind.name in PACKED and _packable(name))
 
 
 def _packable(name):

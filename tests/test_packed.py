@@ -78,15 +78,24 @@ def test_a_model_loaded_packed_computes_what_the_float32_load_does(name):
 @pytest.mark.parametrize("name", ["hf_tied_bias-Q8_0.gguf", "mamba2_hf_untied-Q8_0.gguf", "original_layout-F16.gguf",
                                   "bf16-BF16.gguf", "hf_tied_bias-F32.gguf", "kquant-Q4_K_M.gguf"])
 @pytest.mark.parametrize("packed", [False, True])
-def test_weight_bytes_is_what_the_loaded_weights_take(name, packed):
-    """The plan's memory figure (plan.describe_gguf, from the tensor table alone) is the bytes of the
-    arrays the loader makes: an F16 file's matrices as float32 (4 bytes a number) even when packed."""
-    gguf = read_gguf(open(os.path.join(GGUF_DIR, name), "rb").read(), name)
+def test_weight_bytes_is_what_the_loaded_model_keeps(name, packed):
+    """The plan's memory figure (plan.describe_gguf, from the tensor table alone) is what the loaded
+    weights hold: the file's tensor bytes when an array is a view of them (the file stays alive),
+    plus the arrays of their own. An F16 file's model holds float32 only, even when packed: the
+    file is not kept by a view (its F32 norms, conv, A and D are copied)."""
+    data = np.frombuffer(open(os.path.join(GGUF_DIR, name), "rb").read(), np.uint8)
+    gguf = read_gguf(data, name)
     weights = load_gguf_model(gguf, packed=packed).weights
     arrays = {id(a): a for a in [weights.embedding, weights.norm_f, weights.lm_head]
               + [v for layer in weights.layers for v in vars(layer).values() if v is not None]}
-    assert weight_bytes(gguf, packed) == sum(a.nbytes for a in arrays.values())
-    if "Q8_0" not in name or not packed:
-        assert weight_bytes(gguf, packed) == 4 * weights.n_params
-    else:
-        assert weight_bytes(gguf, packed) < 4 * weights.n_params
+    arrays = [a.blocks if isinstance(a, Q8Matrix) else a for a in arrays.values()]
+    views = [a for a in arrays if np.shares_memory(a, data)]
+    tensor_bytes = sum(t.data.nbytes for t in gguf.tensors.values())
+    own = sum(a.nbytes for a in arrays if not np.shares_memory(a, data))
+    assert weight_bytes(gguf, packed) == (tensor_bytes if views else 0) + own
+    if name.endswith("F32.gguf"):
+        assert weight_bytes(gguf, packed) == tensor_bytes == 4 * weights.n_params  # views only
+    elif packed and "Q8_0" in name:
+        assert views and weight_bytes(gguf, packed) < 4 * weights.n_params
+    else:  # F16, BF16, K-quants, or Q8_0 unpacked: float32 arrays of their own, the file freed
+        assert not views and weight_bytes(gguf, packed) == 4 * weights.n_params
