@@ -140,8 +140,9 @@ def peer_section(peer_results):
             "mamba-130m-shaped (random weights) converted by llama.cpp's convert_hf_to_gguf.py; "
             f"{peer_results['n_tokens']} tokens decoded greedily per file and engine, one after the other in one "
             "Chromium run (bench/peer.py says how each figure is taken). Our page multiplies with its SIMD kernels, "
-            "keeping Q8_0 matrices as the file holds them and widening F16 ones to float32 at load; with ?kernel=0 (the page before the kernels) it "
-            "dequantizes every matrix to float32 and NumPy multiplies; wllama's 2 threads need a cross-origin isolated page (COOP/COEP headers), which "
+            "keeping Q8_0 matrices as the file holds them and widening F16 ones to float32 at load; with ?kernel=0 "
+            "(the page before the kernels) it dequantizes every matrix to float32 and NumPy multiplies; wllama's 2 "
+            "threads need a cross-origin isolated page (COOP/COEP headers), which "
             "the bench's peer page has and our site does not need.\n\n"
             + peer.table(peer_results["results"], peer_results["sizes"]))
 
