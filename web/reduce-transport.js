@@ -4,6 +4,9 @@
 // page (COOP/COEP headers: `python3 build.py serve --isolated`). The page's first worker (the
 // leader) makes the buffer and sends it to the others with their shards (shard-leader.js).
 //
+// Partial sums are read where Python's NumPy put them, in Pyodide's WebAssembly memory (given its
+// address: shard_group.JsLink), and the total is written over them there.
+//
 // Layout: Int32 control words, then two sets (by exchange parity) of K slots of slotFloats floats.
 // A worker is at most one exchange ahead of the slowest (each all_sum waits for every peer), so
 // two sets never overwrite a slot still being read. Every wait wakes up on an abort (a worker that
@@ -37,10 +40,26 @@ export function sharedBufferBytes(count, slotFloats) {
 
 export class ShardFailed extends Error {}
 
+// Float32Arrays on Python's memory (Pyodide's WebAssembly.Memory), at NumPy's addresses.
+export class PythonFloats {
+  constructor(memory) {
+    if (!(memory instanceof WebAssembly.Memory)) throw new Error("Pyodide's WebAssembly.Memory was not seen");
+    this.memory = memory;
+    this.view = new Float32Array(memory.buffer);
+  }
+
+  // `length` floats at byte `address` (NumPy's float32 data is 4-byte aligned).
+  at(address, length) {
+    if (this.view.buffer !== this.memory.buffer) this.view = new Float32Array(this.memory.buffer);  // it grew
+    return this.view.subarray(address / 4, address / 4 + length);
+  }
+}
+
 export class ReduceTransport {
   constructor(sab, count, index, slotFloats) {
     this.count = count;
     this.index = index;
+    this.python = null;  // usePythonMemory
     this.at = layout(count);
     this.ints = new Int32Array(sab, 0, this.at.ints);
     const floatsStart = 4 * this.at.ints;
@@ -48,6 +67,12 @@ export class ReduceTransport {
       sab, floatsStart + 4 * slotFloats * (parity * count + k), slotFloats)));
     this.seq = 0;           // exchanges so far: the same on every worker
     this.commandsSeen = 0;  // followers: commands read so far
+  }
+
+  // Where the partial sums are read and the totals written: this worker's Pyodide's
+  // WebAssembly.Memory (runtime.js), once Python has started (before the first exchange).
+  usePythonMemory(memory) {
+    this.python = new PythonFloats(memory);
   }
 
   // ---- failure -----------------------------------------------------------------------------------
@@ -133,24 +158,25 @@ export class ReduceTransport {
     return { seq, parity };
   }
 
-  // The sum over all workers of `mine` (a Float32Array), added in shard order, left to right, each
-  // addition rounded to float32: NumPy's float32 sum in sharded.sum_partials, so every worker's
-  // replica of the residual stream stays bit-identical.
-  allSum(mine) {
+  // The sum over all workers of the `length` floats at `address` in Python's memory, written over
+  // them, added in shard order, left to right, each addition rounded to float32: NumPy's float32
+  // sum in sharded.sum_partials, so every worker's replica of the residual stream stays bit-identical.
+  allSum(address, length) {
+    const mine = this.python.at(address, length);
     const { seq, parity } = this.publish(mine);
     for (let k = 0; k < this.count; k++) if (k !== this.index) this.waitAtLeast(this.at.flag + k, seq);
     const slots = this.slots[parity];
-    const total = slots[0].slice(0, mine.length);
+    mine.set(slots[0].subarray(0, length));
     for (let k = 1; k < this.count; k++) {
       const part = slots[k];
-      for (let i = 0; i < total.length; i++) total[i] += part[i];
+      for (let i = 0; i < length; i++) mine[i] += part[i];
     }
-    return total;
   }
 
-  // The leader gets every worker's `part` (lengths may differ), in shard order; a follower null.
-  gather(part) {
-    const { seq, parity } = this.publish(part);
+  // The leader gets every worker's `length` floats at `address` (lengths may differ) as
+  // Float32Arrays, in shard order; a follower null.
+  gather(address, length) {
+    const { seq, parity } = this.publish(this.python.at(address, length));
     if (this.index !== 0) return null;
     const parts = [];
     for (let k = 0; k < this.count; k++) {

@@ -113,6 +113,7 @@ export async function readShardedModel(runtime, name, byName, count, id) {
     layouts = shardBytes.cut_layout(pyHeads, pySizes, name, count);
     config = configOf(new TextDecoder().decode(byName.get("config.json")), `${name}/config.json`);
     const { mine: transport, forFollower } = makeTransport(config, shardGroup, count);
+    transport.usePythonMemory(runtime.memory);
     const plain = [...byName].filter(([file]) => !WEIGHTS.test(file));
     const shardFiles = (index) => {
       const layout = layouts.get(index);
