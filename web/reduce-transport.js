@@ -19,10 +19,14 @@ const NARGS = 3;
 const HEADER = 4;
 export const MAX_ARGS = 1024;  // >= shard_group.MAX_ARGS (a prompt block's ids and a state id)
 const WAKE_MS = 1000;
-// Spin a little before sleeping: the peer is usually about to publish (both did the same work), and a
-// futex sleep + wake costs a trip through the scheduler. Measured on the demo model, 2 workers on a
-// busy 2-core machine: 3.1 tok/s without spinning, 27.3 with 5,000 loads first.
-const SPINS = 5000;
+// Spin before sleeping: the peer is usually about to publish (both do the same work), and a futex
+// sleep costs both sides (the sleeper wakes late; the publisher's Atomics.notify enters the kernel).
+// On the demo model, 2 workers on a busy 2-core machine decoded at 3.1 tok/s without spinning,
+// 27.3 with 5,000 loads (~40 us) first. On mamba-130m-shaped, after those 40 us 2 workers still
+// slept in 15-25 of a token's 49 exchanges (most waits last 0.1-2 ms: the peer had been preempted
+// by the page's own threads) and publishing took 3-5 ms of each token; spinning up to 3 ms, they
+// sleep about once a token and publishing takes 0.4-0.6 ms.
+const SPIN_MS = 3;
 
 function layout(count) {
   const ack = HEADER;              // per worker: the last command it read
@@ -90,9 +94,12 @@ export class ReduceTransport {
     }
   }
 
-  // Block until ints[i] >= target (a peer on another core is usually microseconds away).
+  // Block until ints[i] >= target (a peer on another core is usually well within SPIN_MS).
   waitAtLeast(i, target) {
-    for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(this.ints, i) >= target) return;
+    const until = performance.now() + SPIN_MS;
+    do {
+      for (let spin = 0; spin < 64; spin++) if (Atomics.load(this.ints, i) >= target) return;
+    } while (performance.now() < until);
     let seen;
     while ((seen = Atomics.load(this.ints, i)) < target) {
       this.checkAbort();
