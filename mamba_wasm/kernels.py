@@ -46,8 +46,9 @@ def _address(array):
     return array.__array_interface__["data"][0]
 
 
-class _Scratch:
-    """A float32 buffer used call after call, and its address in the WebAssembly memory."""
+class Scratch:
+    """A float32 buffer used call after call, and its address in the WebAssembly memory (also
+    shard_group.JsLink's, through which partial sums pass)."""
 
     def __init__(self):
         self.array = np.empty(0, np.float32)
@@ -76,9 +77,9 @@ class _KnownWeight:
 class WasmKernels:
     def __init__(self, exports):
         self._kernel = {Q8Matrix: exports.matmul_q8, np.ndarray: exports.matmul_f32}
-        self._x = _Scratch()
-        self._y = _Scratch()
-        self._rounded = _Scratch()  # matmul_q8's x rounded to 16 bits and its scales: 2.125 bytes a number
+        self._x = Scratch()
+        self._y = Scratch()
+        self._rounded = Scratch()  # matmul_q8's x rounded to 16 bits and its scales: 2.125 bytes a number
         self._weights = {}  # id(weight) -> _KnownWeight
 
     def project(self, x, weight):

@@ -5,7 +5,10 @@
 import { heapBytes, pythonObjects } from "./runtime.js";
 import { TokenRecorder, setRecording } from "./token-records.js";
 
-const TOKEN_FLUSH_MS = 30;  // send text to the page at most this often (and at the end)
+// Send text to the page at most this often (and at the end). Every message makes the page's main
+// thread and compositor lay out and paint; that costs a single worker nothing (the other core is
+// idle), but a model split across workers has every core busy (shard-leader.js: SHARDED_FLUSH_MS).
+const TOKEN_FLUSH_MS = 30;
 
 // Yield to the event loop (so a stop message can run) without setTimeout's 4 ms clamp.
 const yieldChannel = new MessageChannel();
@@ -46,6 +49,7 @@ export class LoadedModel {
     this.prefillStep = session.prefill_step;
     this.advance = session.advance;
     this.extend = session.extend;
+    this.flushMs = TOKEN_FLUSH_MS;
   }
 
   // Call one of the session's methods that steps the model (ShardedLoadedModel: maybe a promise).
@@ -108,7 +112,7 @@ export async function streamTokens(runtime, loaded, generation, send, before) {
     pending += text;
     if (recorder) recorder.push(text);
     const now = performance.now();
-    if (now - lastFlush >= TOKEN_FLUSH_MS) {
+    if (now - lastFlush >= loaded.flushMs) {
       send("token", { id, text: pending, n_generated: session.n_generated,
         tokens_per_second: rate(), wasm_heap_bytes: heapBytes(runtime), ...records() });
       pending = "";

@@ -11,7 +11,7 @@
 // peer's messages queue up in order; {kind: "ready"} to the leader once a follower loaded; {kind:
 // "abort", index} from a worker that failed.
 
-import { ShardFailed } from "./reduce-transport.js";
+import { PythonFloats, ShardFailed } from "./reduce-transport.js";
 
 // Whether this browser can suspend WebAssembly on a promise (JSPI), which this transport needs.
 export const canSuspend = () => typeof WebAssembly.Suspending === "function";
@@ -61,6 +61,7 @@ export class PortTransport {
     this.suspends = true;  // shard_group.JsLink: block on the promises with run_sync
     this.count = count;
     this.index = index;
+    this.python = null;  // usePythonMemory
     this.ports = ports;
     this.sums = ports.map(() => new Inbox());  // per peer: its partial sums, in order
     this.commands = new Inbox();
@@ -87,6 +88,12 @@ export class PortTransport {
 
   peers() {
     return this.ports.map((port, k) => [k, port]).filter(([, port]) => port !== null);
+  }
+
+  // Where the partial sums are read and the totals written: this worker's Pyodide's
+  // WebAssembly.Memory (runtime.js), once Python has started (before the first exchange).
+  usePythonMemory(memory) {
+    this.python = new PythonFloats(memory);
   }
 
   // ---- failure, loading ----------------------------------------------------------------------------
@@ -122,27 +129,29 @@ export class PortTransport {
 
   // ---- exchanges ---------------------------------------------------------------------------------
 
-  // A promise of the sum over all workers of `mine` (a Float32Array), added in shard order, left to
-  // right, rounded to float32 at each addition (as reduce-transport.js, so replicas stay identical).
-  async allSum(mine) {
-    const own = new Float32Array(mine);  // mine may be a view of Python's memory: copied before any wait
+  // The sum over all workers of the `length` floats at `address` in Python's memory, written over
+  // them once every peer's has come (a promise), added in shard order, left to right, rounded to
+  // float32 at each addition (as reduce-transport.js, so replicas stay identical).
+  async allSum(address, length) {
+    const own = this.python.at(address, length).slice();
     for (const [, port] of this.peers()) port.postMessage({ kind: "sum", floats: own });
     const parts = await Promise.all(this.sums.map((inbox, k) => (k === this.index ? own : inbox.take())));
-    const total = parts[0].slice();
+    const total = this.python.at(address, length);  // looked up again: the memory may have grown meanwhile
+    total.set(parts[0]);
     for (let k = 1; k < this.count; k++) {
       const part = parts[k];
-      for (let i = 0; i < total.length; i++) total[i] += part[i];
+      for (let i = 0; i < length; i++) total[i] += part[i];
     }
-    return total;
   }
 
-  // The leader: a promise of every worker's `part` in shard order; a follower: null (sent).
-  gather(part) {
+  // The leader: a promise of every worker's `length` floats at `address`, as Float32Arrays in shard
+  // order; a follower: null (sent).
+  gather(address, length) {
+    const own = this.python.at(address, length).slice();
     if (this.index !== 0) {
-      this.ports[0].postMessage({ kind: "sum", floats: new Float32Array(part) });
+      this.ports[0].postMessage({ kind: "sum", floats: own });
       return null;
     }
-    const own = new Float32Array(part);
     return Promise.all(this.sums.map((inbox, k) => (k === 0 ? own : inbox.take())));
   }
 }

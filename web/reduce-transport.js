@@ -4,6 +4,9 @@
 // page (COOP/COEP headers: `python3 build.py serve --isolated`). The page's first worker (the
 // leader) makes the buffer and sends it to the others with their shards (shard-leader.js).
 //
+// Partial sums are read where Python's NumPy put them, in Pyodide's WebAssembly memory (given its
+// address: shard_group.JsLink), and the total is written over them there.
+//
 // Layout: Int32 control words, then two sets (by exchange parity) of K slots of slotFloats floats.
 // A worker is at most one exchange ahead of the slowest (each all_sum waits for every peer), so
 // two sets never overwrite a slot still being read. Every wait wakes up on an abort (a worker that
@@ -16,10 +19,14 @@ const NARGS = 3;
 const HEADER = 4;
 export const MAX_ARGS = 1024;  // >= shard_group.MAX_ARGS (a prompt block's ids and a state id)
 const WAKE_MS = 1000;
-// Spin a little before sleeping: the peer is usually about to publish (both did the same work), and a
-// futex sleep + wake costs a trip through the scheduler. Measured on the demo model, 2 workers on a
-// busy 2-core machine: 3.1 tok/s without spinning, 27.3 with 5,000 loads first.
-const SPINS = 5000;
+// Spin before sleeping: the peer is usually about to publish (both do the same work), and a futex
+// sleep costs both sides (the sleeper wakes late; the publisher's Atomics.notify enters the kernel).
+// On the demo model, 2 workers on a busy 2-core machine decoded at 3.1 tok/s without spinning,
+// 27.3 with 5,000 loads (~40 us) first. On mamba-130m-shaped, after those 40 us 2 workers still
+// slept in 15-25 of a token's 49 exchanges (most waits last 0.1-2 ms: the peer had been preempted
+// by the page's own threads) and publishing took 3-5 ms of each token; spinning up to 3 ms, they
+// sleep about once a token and publishing takes 0.4-0.6 ms.
+const SPIN_MS = 3;
 
 function layout(count) {
   const ack = HEADER;              // per worker: the last command it read
@@ -37,10 +44,26 @@ export function sharedBufferBytes(count, slotFloats) {
 
 export class ShardFailed extends Error {}
 
+// Float32Arrays on Python's memory (Pyodide's WebAssembly.Memory), at NumPy's addresses.
+export class PythonFloats {
+  constructor(memory) {
+    if (!(memory instanceof WebAssembly.Memory)) throw new Error("Pyodide's WebAssembly.Memory was not seen");
+    this.memory = memory;
+    this.view = new Float32Array(memory.buffer);
+  }
+
+  // `length` floats at byte `address` (NumPy's float32 data is 4-byte aligned).
+  at(address, length) {
+    if (this.view.buffer !== this.memory.buffer) this.view = new Float32Array(this.memory.buffer);  // it grew
+    return this.view.subarray(address / 4, address / 4 + length);
+  }
+}
+
 export class ReduceTransport {
   constructor(sab, count, index, slotFloats) {
     this.count = count;
     this.index = index;
+    this.python = null;  // usePythonMemory
     this.at = layout(count);
     this.ints = new Int32Array(sab, 0, this.at.ints);
     const floatsStart = 4 * this.at.ints;
@@ -48,6 +71,12 @@ export class ReduceTransport {
       sab, floatsStart + 4 * slotFloats * (parity * count + k), slotFloats)));
     this.seq = 0;           // exchanges so far: the same on every worker
     this.commandsSeen = 0;  // followers: commands read so far
+  }
+
+  // Where the partial sums are read and the totals written: this worker's Pyodide's
+  // WebAssembly.Memory (runtime.js), once Python has started (before the first exchange).
+  usePythonMemory(memory) {
+    this.python = new PythonFloats(memory);
   }
 
   // ---- failure -----------------------------------------------------------------------------------
@@ -65,9 +94,12 @@ export class ReduceTransport {
     }
   }
 
-  // Block until ints[i] >= target (a peer on another core is usually microseconds away).
+  // Block until ints[i] >= target (a peer on another core is usually well within SPIN_MS).
   waitAtLeast(i, target) {
-    for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(this.ints, i) >= target) return;
+    const until = performance.now() + SPIN_MS;
+    do {
+      for (let spin = 0; spin < 64; spin++) if (Atomics.load(this.ints, i) >= target) return;
+    } while (performance.now() < until);
     let seen;
     while ((seen = Atomics.load(this.ints, i)) < target) {
       this.checkAbort();
@@ -133,24 +165,25 @@ export class ReduceTransport {
     return { seq, parity };
   }
 
-  // The sum over all workers of `mine` (a Float32Array), added in shard order, left to right, each
-  // addition rounded to float32: NumPy's float32 sum in sharded.sum_partials, so every worker's
-  // replica of the residual stream stays bit-identical.
-  allSum(mine) {
+  // The sum over all workers of the `length` floats at `address` in Python's memory, written over
+  // them, added in shard order, left to right, each addition rounded to float32: NumPy's float32
+  // sum in sharded.sum_partials, so every worker's replica of the residual stream stays bit-identical.
+  allSum(address, length) {
+    const mine = this.python.at(address, length);
     const { seq, parity } = this.publish(mine);
     for (let k = 0; k < this.count; k++) if (k !== this.index) this.waitAtLeast(this.at.flag + k, seq);
     const slots = this.slots[parity];
-    const total = slots[0].slice(0, mine.length);
+    mine.set(slots[0].subarray(0, length));
     for (let k = 1; k < this.count; k++) {
       const part = slots[k];
-      for (let i = 0; i < total.length; i++) total[i] += part[i];
+      for (let i = 0; i < length; i++) mine[i] += part[i];
     }
-    return total;
   }
 
-  // The leader gets every worker's `part` (lengths may differ), in shard order; a follower null.
-  gather(part) {
-    const { seq, parity } = this.publish(part);
+  // The leader gets every worker's `length` floats at `address` (lengths may differ) as
+  // Float32Arrays, in shard order; a follower null.
+  gather(address, length) {
+    const { seq, parity } = this.publish(this.python.at(address, length));
     if (this.index !== 0) return null;
     const parts = [];
     for (let k = 0; k < this.count; k++) {

@@ -76,7 +76,8 @@ float(numpy.ones(3, numpy.float32) @ numpy.ones(3, numpy.float32)) == 3.0`;
 // snapshot of an earlier visit when there is a good one for these files, else from the site's own
 // (made at build time), else normally, making the snapshot for the next visit (snapshot-start.js).
 // busy(phase, text) announces each phase as it begins; lap(name) records its milliseconds. Returns
-// the runtime: {pyodide, PythonError, py: proxies of what the other modules call, kept for the
+// the runtime: {pyodide, PythonError, memory: Pyodide's WebAssembly.Memory (the SIMD kernels and
+// the shard transports read NumPy's arrays in it), py: proxies of what the other modules call, kept for the
 // worker's life, start: "snapshot" | "normal", startSource: "saved" | "built" (which snapshot) or "",
 // startNote: why a snapshot was not used (each tried, or that none was saved; "" when the first was),
 // projections: which code multiplies ("wasm-simd128" or "numpy"), projectionsNote: why not the
@@ -151,7 +152,7 @@ export async function startRuntime(manifest, fileOf, busy, lap, { suspends = fal
     builtins: pyodide.pyimport("builtins"),
     sys: pyodide.pyimport("sys"),
   };
-  return { pyodide, PythonError: pyodide.ffi.PythonError, py, start: started.start, startSource: started.source,
+  return { pyodide, PythonError: pyodide.ffi.PythonError, memory, py, start: started.start, startSource: started.source,
     startNote: suspends ? "no snapshot: this worker waits on other workers' messages (JSPI)" : started.note,
     projections: kernels.backend, projectionsNote: kernels.note };
 }

@@ -41,6 +41,7 @@ async function follow(msg) {
   try {
     runtime = await runtimeStarted;
     const { pyodide } = runtime;
+    transport.usePythonMemory(runtime.memory);
     const loader = pyodide.pyimport("mamba_wasm.shard_loader");
     const shardGroup = pyodide.pyimport("mamba_wasm.shard_group");
     proxies.push(loader, shardGroup);
