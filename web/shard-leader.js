@@ -18,8 +18,9 @@ const WEIGHTS = /\.safetensors$/;
 // thread, compositor, raster: ~20% of a core at 14 messages a second in headless Chromium) preempts
 // a worker, which stalls all of them at the next exchange. Measured on mamba-130m-shaped, 2 workers
 // on 2 cores (shared memory, spinning 3 ms), decode against 1 worker in the same run: flushing
-// every 30 ms 0.95x and 1.02x, every 100 ms 1.26x, every 250 ms 1.18x and 1.34x.
-const SHARDED_FLUSH_MS = 250;
+// every 30 ms 1.23x and 1.34x, every 100 ms 1.35x, 1.43x and 1.47x (docs/SHARDING.md); slower
+// flushes gained no more and stream in visible chunks.
+const SHARDED_FLUSH_MS = 100;
 
 // A LoadedModel whose model is a ShardGroup: releasing it releases the followers' shards too. Over
 // MessageChannels a step waits on promises inside Python, so it is entered through callPromising.
