@@ -224,7 +224,7 @@ def load_gguf_weights(gguf, config, packed=False):
             finite = value.all_finite()
         else:
             value = dequantize(tensor.data, tensor.ggml_type, shape)
-            if tensor.ggml_type.name == "F32" and not keeps_file and np.may_share_memory(value, tensor.data):
+            if not keeps_file and np.may_share_memory(value, tensor.data):  # F32: dequantize gives a view
                 value = value.copy()  # a view would hold the whole file in memory
             finite = np.isfinite(value).all()
         if not finite:
