@@ -95,6 +95,7 @@ class Session:
         self.max_new_tokens = 0
         self.done = True
         self.prompt_state_reused = False
+        self.n_prefilled = 0  # prompt tokens the model ran for the latest prompt (0 when its state was reused)
         self.prefill_seconds = 0.0
         self._request = None  # Request of the latest begin
         self._prompt = None  # PromptRun of the latest prompt: running, or finished and kept
@@ -126,6 +127,7 @@ class Session:
         self.prompt_state_reused = self._prompt is not None and self._prompt.finished and self._prompt.text == prompt
         self._request = Request(params, max_new_tokens, stop_at_eos)
         self.generated_ids, self.token_probabilities, self.done, self._decoding = [], [], True, None  # nothing to generate yet
+        self.n_prefilled = 0
         if not self.prompt_state_reused:
             self._prompt = PromptRun(prompt, self.tokenizer.encode_steps(prompt), [], self.model.new_state())
             self.n_prompt = 0  # known once the prompt is tokenized, in prefill_step
@@ -148,8 +150,10 @@ class Session:
             prompt.slices = None
             self.n_prompt = len(prompt.ids)
         if not prompt.finished:
-            logits = self.model.prefill(prompt.ids[prompt.position : prompt.position + PREFILL_BLOCK], prompt.state)
+            block = prompt.ids[prompt.position : prompt.position + PREFILL_BLOCK]
+            logits = self.model.prefill(block, prompt.state)
             prompt.position += PREFILL_BLOCK
+            self.n_prefilled += len(block)
             if prompt.position < len(prompt.ids):
                 self.prefill_seconds += time.perf_counter() - began
                 return False

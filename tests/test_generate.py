@@ -55,11 +55,11 @@ def test_a_seed_reproduces_a_generation(model, tokenizer):
 def test_regenerate_reuses_the_state_after_the_prompt(model, tokenizer):
     session = Session(model, tokenizer)
     first = run(session, "Reuse me", 20, temperature=0.9, seed=1)
-    assert not session.prompt_state_reused
+    assert not session.prompt_state_reused and session.n_prefilled == session.n_prompt > 0
     again = run(session, "Reuse me", 20, temperature=0.9, seed=1)
-    assert session.prompt_state_reused and again == first
+    assert session.prompt_state_reused and session.n_prefilled == 0 and again == first
     run(session, "Something else", 5, temperature=0)
-    assert not session.prompt_state_reused
+    assert not session.prompt_state_reused and session.n_prefilled == session.n_prompt > 0
 
 
 def test_stop_then_continue_equals_one_long_generation(model, tokenizer):

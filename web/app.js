@@ -332,7 +332,7 @@ const handlers = {
   }),
 
   started: forCurrent((msg) => {
-    page.lastRun = { n_prompt: msg.n_prompt, prefill_ms: msg.prefill_ms,
+    page.lastRun = { n_prompt: msg.n_prompt, prefill_ms: msg.prefill_ms, n_prefilled: msg.n_prefilled,
       prompt_state_reused: msg.prompt_state_reused, state_nbytes: msg.state_nbytes,
       continued: msg.continued };
     const state = `${formatCount(msg.state_nbytes)} bytes`;

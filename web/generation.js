@@ -78,7 +78,7 @@ export async function generate(runtime, loaded, generation, msg, send) {
     if (generation.stopRequested) break;
   }
   send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: session.prefill_seconds * 1000,
-    prompt_state_reused: session.prompt_state_reused, state_nbytes: session.state_nbytes,
+    n_prefilled: session.n_prefilled, prompt_state_reused: session.prompt_state_reused, state_nbytes: session.state_nbytes,
     continued: false });
   await streamTokens(runtime, loaded, generation, send, 0);
 }
@@ -89,7 +89,7 @@ export async function continueGeneration(runtime, loaded, generation, msg, send)
   const { session, extend } = loaded;
   const before = session.n_generated;
   extend(msg.more_tokens);
-  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0,
+  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0, n_prefilled: 0,
     prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
   await streamTokens(runtime, loaded, generation, send, before);
 }

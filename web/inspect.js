@@ -15,7 +15,7 @@ export async function branch(runtime, loaded, generation, msg, send) {
   recorder.next = msg.position;
   recorder.push("");  // the page knows the kept tokens' texts: the new one is the rest of `text`
   send("branched", { id: msg.id, position: msg.position, text, tokens: recorder.take() });
-  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0,
+  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0, n_prefilled: 0,
     prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
   await streamTokens(runtime, loaded, generation, send, session.n_generated);
 }

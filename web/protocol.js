@@ -83,7 +83,7 @@ export const TO_PAGE = {
     // overlap (download, python)
     timings: "object",
   },
-  started: { id: ID, n_prompt: "number", prefill_ms: "number", prompt_state_reused: "boolean",
+  started: { id: ID, n_prompt: "number", prefill_ms: "number", n_prefilled: "number", prompt_state_reused: "boolean",
     state_nbytes: "number", continued: "boolean" },
   token: { id: ID, text: "string", n_generated: "number", tokens_per_second: "number",
     wasm_heap_bytes: "number", tokens: TOKEN_RECORDS },

@@ -160,7 +160,8 @@ def test_regenerate_reuses_the_state_after_the_prompt(site, timings):
                                 " && JSON.parse(document.body.dataset.lastRun || '{}').prompt_state_reused")
     again = site.last_run()
     assert again["prompt_state_reused"] and again["n_prompt"] == first["n_prompt"], again
-    assert again["prefill_ms"] < max(1.0, first["prefill_ms"] / 10), (first, again)
+    # the model ran the whole prompt once, and none of it again (a count, not a timing)
+    assert first["n_prefilled"] == first["n_prompt"] and again["n_prefilled"] == 0, (first, again)
     assert again["state_nbytes"] > 0
     timings["prefill, then Regenerate"] = (f"{first['n_prompt']} prompt tokens: {first['prefill_ms']:.1f} ms, "
                                            f"then {again['prefill_ms']:.2f} ms (state of "
