@@ -89,9 +89,14 @@ export async function continueGeneration(runtime, loaded, generation, msg, send)
   const { session, extend } = loaded;
   const before = session.n_generated;
   extend(msg.more_tokens);
-  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0, n_prefilled: 0,
-    prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
+  sendContinued(send, msg.id, session);
   await streamTokens(runtime, loaded, generation, send, before);
+}
+
+// The started message of a request that runs no prompt (Continue, a branch): the state is kept.
+export function sendContinued(send, id, session) {
+  send("started", { id, n_prompt: session.n_prompt, prefill_ms: 0, n_prefilled: 0,
+    prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
 }
 
 // Advance one token at a time until done or Stop, sending text to the page; `before`: tokens the

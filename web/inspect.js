@@ -2,7 +2,7 @@
 // a text, probe a text's selective state. The Python is mamba_wasm/page_views.py (JSON out) and
 // Session.branch; the loop that streams the regenerated text is generation.js's.
 
-import { streamTokens } from "./generation.js";
+import { sendContinued, streamTokens } from "./generation.js";
 import { TokenRecorder, pageViewsModule } from "./token-records.js";
 
 // Generated token msg.position becomes msg.token, from the state snapshot at or before it (never
@@ -15,8 +15,7 @@ export async function branch(runtime, loaded, generation, msg, send) {
   recorder.next = msg.position;
   recorder.push("");  // the page knows the kept tokens' texts: the new one is the rest of `text`
   send("branched", { id: msg.id, position: msg.position, text, tokens: recorder.take() });
-  send("started", { id: msg.id, n_prompt: session.n_prompt, prefill_ms: 0, n_prefilled: 0,
-    prompt_state_reused: true, state_nbytes: session.state_nbytes, continued: true });
+  sendContinued(send, msg.id, session);
   await streamTokens(runtime, loaded, generation, send, session.n_generated);
 }
 

@@ -14,8 +14,9 @@ const STORAGE_KEY = "mamba-wasm-workers-v1";
 // The default: several workers only where they win. Their partial sums cross between workers
 // 1 + 2 * n_layer times a token; through shared memory (a cross-origin isolated page) 2 workers
 // decoded mamba-130m 1.35-1.47x faster than one on 2 idle cores with the SIMD kernels
-// (docs/SHARDING.md), through MessageChannels 0.80-0.94x, so without isolation the default is 1 (more only when asked for: a model too large for one heap says how). On 2 cores
-// the browser's own threads take a share: 1 there too; from 4 cores, half of them, up to 4.
+// (docs/SHARDING.md), through MessageChannels 0.80-0.94x, so without isolation the default is 1
+// (more only when asked for: a model too large for one heap says how). On 2 cores the browser's
+// own threads take a share: 1 there too; from 4 cores, half of them, up to 4.
 export function defaultWorkers(hardware, isolated) {
   if (!isolated || !(hardware >= 4)) return 1;
   return Math.min(4, Math.floor(hardware / 2));
